@@ -1,0 +1,114 @@
+"""Build the contiguous, memory-mappable HDF5 training cache from the Zarr store.
+
+Layout (DESIGN.md section 6): ``/data`` (time, channel, lat, lon) float32, contiguous, no
+filters, so ``numpy.memmap`` at ``/data``'s file offset reads it; ``/time`` int64 seconds since
+1970-01-01 UTC; ``/channel`` UTF-8; ``/lat``, ``/lon``; ``/mean``, ``/std`` (training period,
+NaN-aware) and ``/diff_std`` (std of one-step differences, training period, never across a
+gap). Datasets are written without timestamps so that equal inputs give equal bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import zarr
+
+from .config import SPLITS, Periods
+from .grid import TARGET_LAT, TARGET_LON
+from .layout import FORMAT_VERSION
+from .stats import Moments
+from .timeaxis import TimeAxis
+
+GRID_DESCRIPTION = (
+    "regular lat-lon, 2 degree, 80 x 180 (lat x lon), cell centres lat -79..79 ascending, "
+    "lon 1..359; bounds on even degrees covering 80S..80N; first-order conservative remap"
+)
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    mean: np.ndarray
+    std: np.ndarray
+    diff_std: np.ndarray
+    count: np.ndarray
+
+    def to_json(self, channels: list[str]) -> dict:
+        return {
+            ch: {"mean": float(self.mean[i]), "std": float(self.std[i]),
+                 "diff_std": float(self.diff_std[i]), "count": int(self.count[i])}
+            for i, ch in enumerate(channels)
+        }
+
+
+def build_h5(zarr_path: Path, h5_path: Path, channels: list[str], axis: TimeAxis,
+             periods: Periods, block_steps: int, channel_attrs: dict[str, dict]) -> CacheStats:
+    """Write ``h5_path`` from the Zarr store, streaming ``block_steps`` steps at a time."""
+    group = zarr.open_group(str(zarr_path), mode="r")
+    arrays = [group[ch] for ch in channels]
+    times = _zarr_times(group)
+    nt, nc = times.size, len(channels)
+    masks = periods.masks(times)
+    train = masks["train"]
+    consecutive = np.zeros(nt, dtype=bool)  # consecutive[i]: step i follows step i-1
+    consecutive[1:] = axis.consecutive(times) & train[1:] & train[:-1]
+    moments, diffs = Moments(), Moments()
+    with h5py.File(h5_path, "w", libver=("earliest", "v110")) as f:
+        data = f.create_dataset("data", shape=(nt, nc, TARGET_LAT.size, TARGET_LON.size),
+                                dtype=np.float32, chunks=None, track_times=False)
+        prev = None
+        for a in range(0, nt, block_steps):
+            b = min(nt, a + block_steps)
+            block = np.stack([arr[a:b] for arr in arrays], axis=1)  # (t, c, lat, lon)
+            data[a:b] = block
+            moments.add(block[train[a:b]])
+            ext, off = (block, 0) if prev is None else (np.concatenate([prev[None], block]), 1)
+            idx = np.flatnonzero(consecutive[a:b]) + off  # position of step i in ext
+            idx = idx[idx >= 1]
+            if idx.size:
+                diffs.add(ext[idx] - ext[idx - 1])
+            prev = block[-1]
+        f.create_dataset("time", data=times.astype("datetime64[s]").astype(np.int64),
+                         track_times=False)
+        f["time"].attrs["units"] = "seconds since 1970-01-01 00:00:00 UTC"
+        f.create_dataset("channel", data=np.array(channels, dtype=object),
+                         dtype=h5py.string_dtype("utf-8"), track_times=False)
+        f.create_dataset("lat", data=TARGET_LAT, track_times=False)
+        f.create_dataset("lon", data=TARGET_LON, track_times=False)
+        stats = CacheStats(mean=moments.mean(), std=moments.std(), diff_std=diffs.std(),
+                           count=moments.count if moments.count is not None else np.zeros(nc))
+        for name in ("mean", "std", "diff_std"):
+            f.create_dataset(name, data=getattr(stats, name).astype(np.float32),
+                             track_times=False)
+        for key, val in (("units", "units"), ("long_name", "long_name")):
+            f.create_dataset(key, data=np.array(
+                [str(channel_attrs.get(ch, {}).get(val, "")) for ch in channels], dtype=object),
+                dtype=h5py.string_dtype("utf-8"), track_times=False)
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["grid"] = GRID_DESCRIPTION
+        f.attrs["time_step"] = axis.step or ""
+        for split in SPLITS:
+            p = getattr(periods, split)
+            f.attrs[f"{split}_period"] = "" if p is None else f"{p.start}/{p.end}"
+        f.attrs["statistics_period"] = "train"
+    return stats
+
+
+def _zarr_times(group) -> np.ndarray:
+    t = group["time"]
+    units = t.attrs.get("units", "")
+    raw = t[:]
+    if not units.startswith("seconds since 1970-01-01"):
+        raise ValueError(f"unexpected time units {units!r} in Zarr store")
+    return raw.astype(np.int64).astype("datetime64[s]")
+
+
+def data_offset(h5_path: str | Path) -> int:
+    """File offset of ``/data`` (contiguous); ``numpy.memmap`` reads the array there."""
+    with h5py.File(h5_path, "r") as f:
+        off = f["data"].id.get_offset()
+        if off is None:
+            raise ValueError(f"{h5_path}: /data has no contiguous storage")
+        return int(off)

@@ -1,0 +1,16 @@
+"""Fixed names and version of the on-disk cache (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FORMAT_VERSION = 1
+ZARR_NAME = "era5_2deg.zarr"
+H5_NAME = "era5_2deg.h5"
+MANIFEST_NAME = "manifest.json"
+
+
+def paths(root: str | Path) -> tuple[Path, Path, Path]:
+    """(zarr, h5, manifest) paths inside a cache folder."""
+    root = Path(root)
+    return root / ZARR_NAME, root / H5_NAME, root / MANIFEST_NAME

@@ -1,0 +1,61 @@
+"""Mergeable, NaN-aware per-channel statistics (pure numpy, float64 accumulation).
+
+Accumulators keep count, shifted sum and shifted sum of squares per channel; the shift (a
+rough mean taken from the first batch) keeps the variance free of catastrophic cancellation.
+Two accumulators over disjoint data merge exactly (:meth:`Moments.merge`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Moments:
+    """Per-channel moments of values shaped (time, channel, ...); NaN values are skipped."""
+
+    shift: np.ndarray | None = None
+    count: np.ndarray | None = None
+    s1: np.ndarray | None = None
+    s2: np.ndarray | None = None
+
+    def add(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape[0] == 0:
+            return
+        axes = (0,) + tuple(range(2, x.ndim))
+        if self.shift is None:
+            with np.errstate(all="ignore"):
+                shift = np.nanmean(x, axis=axes) if np.isfinite(x).any() else np.zeros(x.shape[1])
+            self.shift = np.nan_to_num(shift)
+            self.count = np.zeros(x.shape[1])
+            self.s1 = np.zeros(x.shape[1])
+            self.s2 = np.zeros(x.shape[1])
+        d = x - self.shift.reshape((1, -1) + (1,) * (x.ndim - 2))
+        valid = ~np.isnan(d)
+        d = np.where(valid, d, 0.0)
+        self.count += valid.sum(axis=axes)
+        self.s1 += d.sum(axis=axes)
+        self.s2 += (d * d).sum(axis=axes)
+
+    def merge(self, other: Moments) -> Moments:
+        if other.shift is None:
+            return self
+        if self.shift is None:
+            return other
+        delta = other.shift - self.shift  # re-centre other's sums on self.shift
+        s1 = other.s1 + other.count * delta
+        s2 = other.s2 + 2 * delta * other.s1 + other.count * delta**2
+        return Moments(self.shift, self.count + other.count, self.s1 + s1, self.s2 + s2)
+
+    def mean(self) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return self.shift + self.s1 / self.count
+
+    def std(self) -> np.ndarray:
+        """Population standard deviation (ddof=0); NaN for channels without data."""
+        with np.errstate(all="ignore"):
+            m = self.s1 / self.count
+            return np.sqrt(np.maximum(self.s2 / self.count - m * m, 0.0))

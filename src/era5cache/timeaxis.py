@@ -1,0 +1,96 @@
+"""Time-axis analysis: the step (fixed or calendar-monthly), gaps and irregularities.
+
+Times are numpy ``datetime64[s]`` (UTC). Pure numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MONTHLY = "1M"
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Missing steps strictly between ``after`` and ``before``."""
+
+    after: np.datetime64
+    before: np.datetime64
+    missing: int
+
+    def to_json(self) -> dict:
+        return {"after": str(self.after), "before": str(self.before), "missing": self.missing}
+
+
+@dataclass(frozen=True)
+class TimeAxis:
+    """``step`` is seconds as a string like '21600s', ``'1M'`` for calendar months, or None.
+
+    ``irregular`` lists the first few times whose distance to their predecessor is not a
+    whole number of steps (empty when regular).
+    """
+
+    step: str | None
+    gaps: tuple[Gap, ...]
+    irregular: tuple[np.datetime64, ...]
+
+    @property
+    def step_seconds(self) -> int | None:
+        if self.step is None or self.step == MONTHLY:
+            return None
+        return int(self.step[:-1])
+
+    def consecutive(self, times: np.ndarray) -> np.ndarray:
+        """Boolean (n-1,): True where ``times[i+1]`` is exactly one step after ``times[i]``."""
+        return steps_between(times, self.step) == 1
+
+
+def _month_index(times: np.ndarray) -> np.ndarray:
+    return times.astype("datetime64[M]").astype(np.int64)
+
+
+def steps_between(times: np.ndarray, step: str | None) -> np.ndarray:
+    """Number of steps between neighbours (float; non-integers mean irregular)."""
+    times = np.asarray(times).astype("datetime64[s]")
+    if times.size < 2 or step is None:
+        return np.zeros(max(times.size - 1, 0))
+    if step == MONTHLY:
+        return np.diff(_month_index(times)).astype(np.float64)
+    return np.diff(times.astype(np.int64)) / float(int(step[:-1]))
+
+
+def analyse(times: np.ndarray) -> TimeAxis:
+    """Infer the step of sorted unique ``times`` and list gaps and irregular steps."""
+    times = np.asarray(times).astype("datetime64[s]")
+    if times.size < 2:
+        return TimeAxis(step=None, gaps=(), irregular=())
+    offsets = times - times.astype("datetime64[M]").astype("datetime64[s]")
+    months = _month_index(times)
+    if np.all(offsets == offsets[0]) and np.all(np.diff(months) >= 1):
+        step = MONTHLY  # every step on the same day-of-month and time: calendar months
+    else:
+        diffs = np.diff(times.astype(np.int64))
+        values, counts = np.unique(diffs, return_counts=True)
+        step = f"{int(values[np.argmax(counts)])}s"
+    n = steps_between(times, step)
+    whole = np.isclose(n, np.round(n)) & (n >= 1)
+    irregular = tuple(times[1:][~whole][:5])
+    gaps = tuple(
+        Gap(times[i], times[i + 1], int(round(n[i])) - 1)
+        for i in np.flatnonzero(whole & (np.round(n) > 1))
+    )
+    return TimeAxis(step=step, gaps=gaps, irregular=irregular)
+
+
+def format_step(step: str | None) -> str:
+    if step is None:
+        return "unknown"
+    if step == MONTHLY:
+        return "1 month"
+    s = int(step[:-1])
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s % size == 0:
+            return f"{s // size}{unit}"
+    return f"{s}s"
