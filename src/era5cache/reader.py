@@ -307,21 +307,30 @@ def _concat_dedup(members: list[tuple[Path, xr.Dataset]]):
     t_sorted, r_sorted = t[order], rank[order]
     keep = np.ones(t.size, dtype=bool)
     keep[1:] = t_sorted[1:] != t_sorted[:-1]
-    # Same-expver duplicates must hold identical values.
+    # Same-expver duplicates must hold identical values; compared in batches of steps.
+    pairs = []
     for pos in np.flatnonzero(~keep):
         first = pos
         while not keep[first]:
             first -= 1
-        if r_sorted[pos] != r_sorted[first]:
-            continue
-        i, j = order[first], order[pos]
+        if r_sorted[pos] == r_sorted[first]:
+            pairs.append((order[first], order[pos], pos))
+    step_bytes = sum(ds[v].nbytes // max(ds.sizes["time"], 1) for v in ds.data_vars)
+    batch = max(1, TARGET_CHUNK_BYTES // max(step_bytes, 1))
+    for k in range(0, len(pairs), batch):
+        part = pairs[k:k + batch]
+        ii = [p[0] for p in part]
+        jj = [p[1] for p in part]
         for v in ds.data_vars:
-            a, b = ds[v].isel(time=i).values, ds[v].isel(time=j).values
-            if not np.array_equal(a, b, equal_nan=True):
-                diff = np.nanmax(np.abs(a - b))
-                raise InputError(
-                    f"{src[j]}: time step {t_sorted[pos]} of {v!r} conflicts with the same step "
-                    f"in {src[i]} (max difference {diff:.6g}); remove one of the two files")
+            a_all, b_all = ds[v].isel(time=ii).values, ds[v].isel(time=jj).values
+            for n, (i, j, pos) in enumerate(part):
+                a, b = a_all[n], b_all[n]
+                if not np.array_equal(a, b, equal_nan=True):
+                    diff = np.nanmax(np.abs(a - b))
+                    raise InputError(
+                        f"{src[j]}: time step {t_sorted[pos]} of {v!r} conflicts with the same "
+                        f"step in {src[i]} (max difference {diff:.6g}); remove one of the two "
+                        "files")
     sel = order[keep]
     if sel.size != t.size or np.any(np.diff(sel) < 0):
         ds = ds.isel(time=sel)

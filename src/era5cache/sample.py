@@ -322,8 +322,8 @@ def _write_legacy(path, times, lat, lon, levels, data, prelim) -> None:
             ("level",) if levels else ()) + ("latitude", "longitude")
         for name, arr in data.items():
             lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-            scale = (hi - lo) / (2**16 - 2) if hi > lo else 1.0
-            offset = lo + 32767 * scale  # ERA5's packing: min maps to -32766
+            scale = (hi - lo) / 65533 if hi > lo else 1.0
+            offset = lo + 32766 * scale  # min -> -32766, max -> 32767; -32767 is fill
             v = ds.createVariable(name, "i2", dims, fill_value=np.int16(-32767))
             v.setncatts({"scale_factor": scale, "add_offset": offset,
                          "missing_value": np.int16(-32767)} | {

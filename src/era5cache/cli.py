@@ -1,0 +1,165 @@
+"""The ``era5cache`` command line. Errors end as one line on stderr and a non-zero status."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="era5cache", description=__doc__)
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sample", help="write a synthetic ERA5 sample in CDS layout")
+    s.add_argument("--out", help="output folder (default: the recipe's sample.out)")
+    s.add_argument("--layout", choices=("new", "legacy"), default="new")
+    s.add_argument("--start", default="2019-01-01T00")
+    s.add_argument("--end", default="2019-12-31T18")
+    s.add_argument("--step", default="6h")
+    s.add_argument("--resolution", type=float, default=0.25)
+    s.add_argument("--variables", type=_csv, default=("sst", "t2m", "z"))
+    s.add_argument("--levels", type=lambda t: tuple(int(x) for x in _csv(t)), default=(500, 850))
+    s.add_argument("--preliminary-steps", type=int, default=0,
+                   help="mark the last N steps as preliminary ERA5T (expver 0005)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--from-config", metavar="CONFIG",
+                   help="take the sample settings from a recipe's `sample:` section")
+
+    pp = sub.add_parser("preprocess", help="run the Dask job: NetCDF -> Zarr + HDF5 cache")
+    pp.add_argument("config", nargs="?", help="recipe YAML (default: built-in defaults)")
+    pp.add_argument("--input", action="append", help="input path, folder or glob (repeatable)")
+    pp.add_argument("--output")
+    pp.add_argument("--variables", type=_csv, help="channels, e.g. sst,t2m,z500")
+    pp.add_argument("--scheduler", help="address of a running Dask scheduler")
+    pp.add_argument("--workers", type=int, help="worker processes of the local cluster")
+    pp.add_argument("--memory-limit", help="memory limit per local worker, e.g. 2GiB")
+    pp.add_argument("--chunk-steps", type=int)
+    pp.add_argument("--no-progress", action="store_true")
+
+    v = sub.add_parser("verify", help="re-check a cache; exit 0 only if sound")
+    v.add_argument("dir")
+    v.add_argument("--quick", action="store_true", help="skip checksums")
+
+    i = sub.add_parser("inspect", help="channels, time range, gaps, statistics, sizes")
+    i.add_argument("dir")
+
+    b = sub.add_parser("bench", help="benchmarks (ratios measured in one run)")
+    b.add_argument("what", choices=("preprocess",))
+    b.add_argument("--workdir", default="bench-results/work")
+    b.add_argument("--json", default=None, help="write results here")
+    b.add_argument("--quick", action="store_true", help="smaller inputs")
+    return p
+
+
+def _cmd_sample(args) -> int:
+    from .sample import SampleSpec, write_sample
+
+    if args.from_config:
+        from .config import load_preprocess_config
+
+        cfg = load_preprocess_config(args.from_config)
+        if cfg.sample is None:
+            from .errors import ConfigError
+
+            raise ConfigError(f"{args.from_config}: has no `sample:` section")
+        s = cfg.sample
+        spec = SampleSpec(start=s.start, end=s.end, step=s.step, resolution=s.resolution,
+                          layout=s.layout, variables=s.variables, levels=s.levels, seed=s.seed)
+        out = args.out or s.out
+    else:
+        if not args.out:
+            from .errors import ConfigError
+
+            raise ConfigError("sample: --out is required (or give --from-config)")
+        spec = SampleSpec(start=args.start, end=args.end, step=args.step,
+                          resolution=args.resolution, layout=args.layout,
+                          variables=args.variables, levels=args.levels,
+                          preliminary_steps=args.preliminary_steps, seed=args.seed)
+        out = args.out
+    files = write_sample(out, spec)
+    total = sum(f.stat().st_size for f in files)
+    print(f"wrote {len(files)} files ({total / 1e6:.1f} MB) to {out}")
+    return 0
+
+
+def _cmd_preprocess(args) -> int:
+    from . import pipeline
+    from .config import load_preprocess_config
+
+    cfg = load_preprocess_config(args.config)
+    cfg = pipeline.with_overrides(
+        cfg, inputs=tuple(args.input) if args.input else None, output=args.output,
+        variables=args.variables, chunk_steps=args.chunk_steps,
+        dask_scheduler=args.scheduler, dask_workers=args.workers,
+        dask_memory_limit=args.memory_limit)
+    r = pipeline.run(cfg, progress=not args.no_progress)
+    print(f"wrote {r.output}: {r.n_time} steps x {len(r.channels)} channels "
+          f"({', '.join(r.channels)}) from {r.input_bytes / 1e6:.1f} MB of input "
+          f"in {r.seconds:.1f} s")
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from .verify import verify
+
+    problems = verify(args.dir, checksums=not args.quick)
+    if problems:
+        for p in problems:
+            print(p, file=sys.stderr)
+        return 1
+    print(f"{args.dir}: sound")
+    return 0
+
+
+def _cmd_inspect(args) -> int:
+    from .report import inspect_cache
+
+    print(inspect_cache(args.dir))
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    if args.what == "preprocess":
+        from .bench.preprocess import main as bench_main
+    return bench_main(args)
+
+
+COMMANDS = {"sample": _cmd_sample, "preprocess": _cmd_preprocess, "verify": _cmd_verify,
+            "inspect": _cmd_inspect, "bench": _cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.debug:
+        warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
+    from .errors import Era5CacheError
+
+    try:
+        return COMMANDS[args.command](args)
+    except Era5CacheError as exc:
+        if args.debug:
+            raise
+        print(f"era5cache {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"era5cache {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # last resort: still one line, with a hint
+        if args.debug or os.environ.get("ERA5CACHE_DEBUG"):
+            raise
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"era5cache {args.command}: unexpected {type(exc).__name__}: {msg} "
+              "(re-run with --debug for the traceback)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

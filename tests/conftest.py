@@ -1,0 +1,89 @@
+"""Shared fixtures: small real NetCDF samples in both CDS layouts, CDO discovery."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from era5cache.sample import SampleSpec, write_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+REALDATA = ROOT.parent / "shared" / "realdata"
+CDO_GRID = "gridtype = lonlat\nxsize = 180\nysize = 80\nxfirst = 1\nxinc = 2\nyfirst = -79\nyinc = 2\n"
+
+
+def realdata_files() -> list[Path]:
+    return sorted(REALDATA.glob("*.nc"))
+
+
+@pytest.fixture(scope="session")
+def cdo():
+    """Path of the cdo binary; skips (or fails under ERA5CACHE_REQUIRE_CDO=1) without it."""
+    path = shutil.which("cdo")
+    if path is None:
+        if os.environ.get("ERA5CACHE_REQUIRE_CDO"):
+            pytest.fail("cdo is required (ERA5CACHE_REQUIRE_CDO=1) but not installed")
+        pytest.skip("cdo not installed (Debian package `cdo`)")
+    return path
+
+
+def run_cdo_remapcon(cdo: str, src: Path, dst: Path, tmp: Path, area_min: float | None,
+                     var: str | None = None) -> None:
+    grid = tmp / "target_grid.txt"
+    grid.write_text(CDO_GRID)
+    env = dict(os.environ)
+    if area_min is not None:
+        env["REMAP_AREA_MIN"] = str(area_min)
+    op = f"remapcon,{grid}"
+    if var:
+        op = f"{op} -selname,{var}"
+    cmd = [cdo, "-s", "-b", "F64", *op.split(" "), str(src), str(dst)]
+    subprocess.run(cmd, check=True, env=env, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def sample_new(tmp_path_factory) -> Path:
+    """Two months (Jan-Feb 2019) of 6-hourly 1-degree data, 2024+ layout."""
+    out = tmp_path_factory.mktemp("sample_new")
+    write_sample(out, SampleSpec(start="2019-01-01T00", end="2019-02-28T18", resolution=1.0,
+                                 layout="new", variables=("sst", "t2m", "z"), levels=(500, 850)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_legacy(tmp_path_factory) -> Path:
+    """The same period in the legacy layout, the last 8 steps preliminary (expver dimension)."""
+    out = tmp_path_factory.mktemp("sample_legacy")
+    write_sample(out, SampleSpec(start="2019-01-01T00", end="2019-02-28T18", resolution=1.0,
+                                 layout="legacy", variables=("sst", "t2m", "z"),
+                                 levels=(500, 850), preliminary_steps=8))
+    return out
+
+
+def raw_decode(path: Path, var: str) -> np.ndarray:
+    """Independent decode with netCDF4 in raw mode: int16 * scale + offset, fill -> NaN."""
+    import netCDF4
+
+    with netCDF4.Dataset(path) as ds:
+        v = ds[var]
+        v.set_auto_maskandscale(False)
+        raw = v[:]
+        raw = np.asarray(raw)
+        fill = getattr(v, "_FillValue", None)
+        miss = getattr(v, "missing_value", None)
+        bad = np.zeros(raw.shape, bool)
+        for f in (fill, miss):
+            if f is not None:
+                bad |= raw == f if not np.isnan(f) else np.isnan(raw)
+        out = raw.astype(np.float64)
+        if hasattr(v, "scale_factor"):
+            out = out * float(v.scale_factor)
+        if hasattr(v, "add_offset"):
+            out = out + float(v.add_offset)
+        out[bad] = np.nan
+        return out

@@ -1,0 +1,156 @@
+"""The reader against raw netCDF4 decodes, on both layouts and on real CDS files."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+
+import netCDF4
+import numpy as np
+import pytest
+
+from conftest import raw_decode, realdata_files
+from era5cache.errors import InputError
+from era5cache.reader import open_era5, open_file, select_channels
+
+
+def _raw_sorted(path, var):
+    """Raw decode re-ordered to lat ascending (file order is descending)."""
+    with netCDF4.Dataset(path) as ds:
+        latname = "latitude"
+        lat = ds[latname][:]
+    raw = raw_decode(path, var)
+    return raw[..., np.argsort(lat), :]
+
+
+def test_new_layout_values(sample_new):
+    e = open_era5([sample_new])
+    ds = e.dataset
+    assert ds.sizes["time"] == 236 and e.axis.step == "21600s" and not e.axis.gaps
+    assert (np.diff(ds["lat"].values) > 0).all()
+    f = sample_new / "era5_pressure-levels_2019-02.nc"
+    want = _raw_sorted(f, "z")[:, 0]  # level 500
+    got = select_channels(ds, ["z500"])["z500"].sel(time=slice("2019-02", "2019-02")).values
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+
+
+def test_legacy_layout_values_decoded_per_file(sample_legacy):
+    e = open_era5([sample_legacy])
+    ds = e.dataset
+    jan = sample_legacy / "era5_single-levels_2019-01.nc"
+    feb = sample_legacy / "era5_single-levels_2019-02.nc"
+    got = ds["t2m"].values
+    want_jan = _raw_sorted(jan, "t2m")
+    raw_feb = _raw_sorted(feb, "t2m")  # (time, expver, lat, lon)
+    want_feb = np.where(np.isnan(raw_feb[:, 0]), raw_feb[:, 1], raw_feb[:, 0])
+    want = np.concatenate([want_jan, want_feb])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    # Preliminary steps recorded, and final data elsewhere.
+    assert len(e.preliminary) == 8
+    assert (ds["expver"].values[-8:] == "0005").all() and (ds["expver"].values[:-8] == "0001").all()
+
+
+def test_both_layouts_agree(sample_new, sample_legacy):
+    """The same fields written in both layouts read back equal up to int16 packing."""
+    a = open_era5([sample_new]).dataset["sst"].values
+    b = open_era5([sample_legacy]).dataset["sst"].values
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    np.testing.assert_allclose(a, b, atol=2e-3, equal_nan=True)
+
+
+@pytest.mark.parametrize("path", realdata_files(), ids=lambda p: p.name)
+def test_realdata_against_raw_decode(path):
+    e = open_era5([path])
+    ds = e.dataset
+    with netCDF4.Dataset(path) as nc:
+        lat = np.asarray(nc["latitude"][:])
+        lon = np.asarray(nc["longitude"][:])
+        names = [v for v in nc.variables if nc[v].ndim >= 3]
+    for var in names:
+        raw = raw_decode(path, var)
+        if raw.ndim == 4:  # legacy expver dimension: final slot wins where it holds data
+            has_final = ~np.isnan(raw[:, 0]).all(axis=(1, 2))
+            raw = np.where(has_final[:, None, None], raw[:, 0], raw[:, 1])
+        raw = raw[:, np.argsort(lat)][:, :, np.argsort(np.mod(lon, 360))]
+        np.testing.assert_allclose(ds[var].values, raw, rtol=1e-6, atol=1e-5, equal_nan=True,
+                                   err_msg=var)
+    assert (np.diff(ds["lon"].values) > 0).all() and ds["lon"].values.min() >= 0
+    assert np.all(np.diff(ds["time"].values) > np.timedelta64(0))
+
+
+def test_realdata_expver_and_steps():
+    files = {p.name: p for p in realdata_files()}
+    eric = open_era5([files["new_eric157_monthly_t2m_slt_mixed-expver_india.nc"]])
+    assert eric.axis.step == "1M"
+    assert [str(t)[:7] for t in eric.preliminary] == ["2024-12"]
+    cg = open_era5([files["old_cgalsal_monthly_u100_v100_expverdim.nc"]])
+    assert cg.dataset.sizes["time"] == 514
+    assert [str(t)[:7] for t in cg.preliminary] == ["2021-09", "2021-10"]
+    assert np.isfinite(cg.dataset["u100"].values).all()
+    uach = open_era5([files["new_uach_sst_landnan_chile.nc"]])
+    assert uach.axis.irregular  # 1st and 15th of each month is not a regular step
+    sst = uach.dataset["sst"].values
+    assert np.isnan(sst).sum(axis=(1, 2)).tolist() == [13] * 600
+
+
+def test_duplicates_identical_dropped_conflicting_rejected(sample_new, tmp_path):
+    src = sample_new / "era5_single-levels_2019-01.nc"
+    copy = tmp_path / "copy.nc"
+    shutil.copy(src, copy)
+    e = open_era5([src, copy])
+    assert e.dropped_duplicates == 124 and e.dataset.sizes["time"] == 124
+    bad = tmp_path / "bad.nc"
+    shutil.copy(src, bad)
+    with netCDF4.Dataset(bad, "a") as ds:
+        ds["t2m"][3] = ds["t2m"][3] + 1.0
+    with pytest.raises(InputError, match=r"bad\.nc: time step 2019-01-01T18.*conflicts"):
+        open_era5([src, bad])
+
+
+def test_final_replaces_preliminary(tmp_path):
+    from era5cache.sample import SampleSpec, write_sample
+
+    spec = dict(start="2019-01-01", end="2019-01-02T18", resolution=4.0, variables=("t2m",))
+    prelim = write_sample(tmp_path / "p", SampleSpec(**spec, preliminary_steps=8, seed=1))[0]
+    final = write_sample(tmp_path / "f", SampleSpec(**spec, seed=2))[0]
+    e = open_era5([prelim, final])
+    assert len(e.preliminary) == 0 and e.dataset.sizes["time"] == 8
+    np.testing.assert_array_equal(e.dataset["t2m"].values,
+                                  open_era5([final]).dataset["t2m"].values)
+
+
+def test_zip_archive_with_instant_and_accum_members(sample_new, tmp_path):
+    z = tmp_path / "download.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.write(sample_new / "era5_single-levels_2019-01.nc",
+                 "data_stream-oper_stepType-instant.nc")
+        zf.write(sample_new / "era5_pressure-levels_2019-01.nc",
+                 "data_stream-oper_stepType-accum.nc")
+    e = open_era5([z], extract_dir=tmp_path / "x")
+    assert set(e.dataset.data_vars) == {"sst", "t2m", "z"}
+
+
+def test_bad_inputs_one_line_errors(tmp_path):
+    junk = tmp_path / "junk.nc"
+    junk.write_bytes(b"this is not netcdf")
+    with pytest.raises(InputError, match=r"junk\.nc: not a readable NetCDF file"):
+        open_file(junk)
+    with pytest.raises(InputError, match=r"nope\*\.nc: no such input file"):
+        open_era5([tmp_path / "nope*.nc"])
+
+
+def test_missing_channel_lists_available(sample_new):
+    ds = open_era5([sample_new]).dataset
+    with pytest.raises(InputError, match=r"'u10' is not in the inputs \(available: .*z500"):
+        select_channels(ds, ["u10"])
+    with pytest.raises(InputError, match="no level 700"):
+        select_channels(ds, ["z700"])
+
+
+def test_different_grids_rejected(sample_new, tmp_path):
+    from era5cache.sample import SampleSpec, write_sample
+
+    other = write_sample(tmp_path, SampleSpec(start="2019-03-01", end="2019-03-01T18",
+                                              resolution=2.0, variables=("t2m",)))[0]
+    with pytest.raises(InputError, match="grid .* differs from"):
+        open_era5([sample_new / "era5_single-levels_2019-01.nc", other])
