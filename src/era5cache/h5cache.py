@@ -54,7 +54,7 @@ def build_h5(zarr_path: Path, h5_path: Path, channels: list[str], axis: TimeAxis
     train = masks["train"]
     consecutive = np.zeros(nt, dtype=bool)  # consecutive[i]: step i follows step i-1
     consecutive[1:] = axis.consecutive(times) & train[1:] & train[:-1]
-    moments, diffs = Moments(), Moments()
+    moments, diffs = Moments(nc), Moments(nc)
     with h5py.File(h5_path, "w", libver=("earliest", "v110")) as f:
         data = f.create_dataset("data", shape=(nt, nc, TARGET_LAT.size, TARGET_LON.size),
                                 dtype=np.float32, chunks=None, track_times=False)
@@ -78,7 +78,7 @@ def build_h5(zarr_path: Path, h5_path: Path, channels: list[str], axis: TimeAxis
         f.create_dataset("lat", data=TARGET_LAT, track_times=False)
         f.create_dataset("lon", data=TARGET_LON, track_times=False)
         stats = CacheStats(mean=moments.mean(), std=moments.std(), diff_std=diffs.std(),
-                           count=moments.count if moments.count is not None else np.zeros(nc))
+                           count=moments.count)
         for name in ("mean", "std", "diff_std"):
             f.create_dataset(name, data=getattr(stats, name).astype(np.float32),
                              track_times=False)

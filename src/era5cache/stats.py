@@ -16,10 +16,17 @@ import numpy as np
 class Moments:
     """Per-channel moments of values shaped (time, channel, ...); NaN values are skipped."""
 
+    n_channels: int
     shift: np.ndarray | None = None
     count: np.ndarray | None = None
     s1: np.ndarray | None = None
     s2: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.count is None:
+            self.count = np.zeros(self.n_channels)
+            self.s1 = np.zeros(self.n_channels)
+            self.s2 = np.zeros(self.n_channels)
 
     def add(self, x: np.ndarray) -> None:
         x = np.asarray(x, dtype=np.float64)
@@ -30,9 +37,6 @@ class Moments:
             with np.errstate(all="ignore"):
                 shift = np.nanmean(x, axis=axes) if np.isfinite(x).any() else np.zeros(x.shape[1])
             self.shift = np.nan_to_num(shift)
-            self.count = np.zeros(x.shape[1])
-            self.s1 = np.zeros(x.shape[1])
-            self.s2 = np.zeros(x.shape[1])
         d = x - self.shift.reshape((1, -1) + (1,) * (x.ndim - 2))
         valid = ~np.isnan(d)
         d = np.where(valid, d, 0.0)
@@ -48,14 +52,20 @@ class Moments:
         delta = other.shift - self.shift  # re-centre other's sums on self.shift
         s1 = other.s1 + other.count * delta
         s2 = other.s2 + 2 * delta * other.s1 + other.count * delta**2
-        return Moments(self.shift, self.count + other.count, self.s1 + s1, self.s2 + s2)
+        return Moments(self.n_channels, self.shift, self.count + other.count, self.s1 + s1,
+                       self.s2 + s2)
 
     def mean(self) -> np.ndarray:
+        """NaN-aware mean per channel; NaN for channels without data."""
+        if self.shift is None:
+            return np.full(self.n_channels, np.nan)
         with np.errstate(all="ignore"):
             return self.shift + self.s1 / self.count
 
     def std(self) -> np.ndarray:
         """Population standard deviation (ddof=0); NaN for channels without data."""
+        if self.shift is None:
+            return np.full(self.n_channels, np.nan)
         with np.errstate(all="ignore"):
             m = self.s1 / self.count
             return np.sqrt(np.maximum(self.s2 / self.count - m * m, 0.0))

@@ -1,0 +1,210 @@
+"""The preprocessing job end to end: real NetCDF in, Zarr + HDF5 + manifest out, checked
+against CDO remapcon, a float64 recomputation of the statistics and raw memory maps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+
+from conftest import REALDATA, run_cdo_remapcon
+from era5cache.cli import main as cli
+from era5cache.verify import verify
+
+RECIPE = """
+inputs: [{inputs}]
+output: {output}
+variables: [sst, t2m, z500]
+chunk_steps: 50
+periods:
+  train: ["2019-01-01T00", "2019-01-31T18"]
+  val: ["2019-02-01T00", "2019-02-28T18"]
+dask: {{workers: 2, memory_limit: 1GiB}}
+"""
+
+
+def _recipe(tmp: Path, inputs: Path, output: Path) -> Path:
+    p = tmp / "recipe.yaml"
+    p.write_text(RECIPE.format(inputs=inputs, output=output))
+    return p
+
+
+@pytest.fixture(scope="module")
+def cache(sample_new, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("job")
+    out = tmp / "cache"
+    assert cli(["preprocess", str(_recipe(tmp, sample_new, out)), "--no-progress"]) == 0
+    return out
+
+
+def test_zarr_contract(cache):
+    ds = xr.open_zarr(cache / "era5_2deg.zarr")
+    assert sorted(ds.data_vars) == ["sst", "t2m", "z500"]
+    for v in ds.data_vars.values():
+        assert v.dims == ("time", "lat", "lon") and v.dtype == np.float32
+        assert v.encoding["chunks"] == (50, 80, 180)
+        assert v.encoding.get("compressors")  # compressed
+    np.testing.assert_array_equal(ds["lat"].values, np.arange(-79, 80, 2))
+    np.testing.assert_array_equal(ds["lon"].values, np.arange(1, 360, 2))
+    assert ds["t2m"].attrs["units"] == "K" and ds["z500"].attrs["long_name"] == "Geopotential"
+    assert ds.sizes["time"] == 236
+    assert ds["time"].values[0] == np.datetime64("2019-01-01T00")
+
+
+@pytest.mark.cdo
+def test_values_match_cdo(cache, sample_new, cdo, tmp_path):
+    ds = xr.open_zarr(cache / "era5_2deg.zarr").sel(time=slice("2019-02", "2019-02"))
+    single = sample_new / "era5_single-levels_2019-02.nc"
+    for var in ("t2m", "sst"):
+        out = tmp_path / f"{var}.nc"
+        run_cdo_remapcon(cdo, single, out, tmp_path, 0.5, var=var)
+        with netCDF4.Dataset(out) as nc:
+            ref = nc[var][:].filled(np.nan)
+        got = ds[var].values
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+        ok = ~np.isnan(ref)
+        assert (np.abs(got[ok] - ref[ok]) / np.abs(ref[ok])).max() <= 1e-5
+    out = tmp_path / "z.nc"
+    subprocess.run([cdo, "-s", "-b", "F64", f"remapcon,{tmp_path / 'target_grid.txt'}",
+                    "-sellevel,500", "-selname,z",
+                    str(sample_new / "era5_pressure-levels_2019-02.nc"), str(out)],
+                   check=True, capture_output=True)
+    with netCDF4.Dataset(out) as nc:
+        ref = nc["z"][:, 0].filled(np.nan)
+    assert (np.abs(ds["z500"].values - ref) / np.abs(ref)).max() <= 1e-5
+
+
+def test_h5_memmap_equals_zarr_and_stats(cache):
+    ds = xr.open_zarr(cache / "era5_2deg.zarr")
+    with h5py.File(cache / "era5_2deg.h5", "r") as f:
+        d = f["data"]
+        assert d.chunks is None and d.compression is None and d.dtype == np.float32
+        shape, offset = d.shape, d.id.get_offset()
+        channels = [c.decode() for c in f["channel"][:]]
+        times = f["time"][:]
+        mean, std, dstd = f["mean"][:], f["std"][:], f["diff_std"][:]
+        assert f.attrs["format_version"] == 1
+        assert f.attrs["train_period"] == "2019-01-01T00/2019-01-31T18"
+    assert channels == ["sst", "t2m", "z500"]
+    mm = np.memmap(cache / "era5_2deg.h5", dtype=np.float32, mode="r", offset=offset,
+                   shape=shape)
+    ref = np.stack([ds[c].values for c in channels], axis=1)
+    np.testing.assert_array_equal(mm, ref)
+    np.testing.assert_array_equal(times, ds["time"].values.astype("datetime64[s]").astype(np.int64))
+    train = ref[:124].astype(np.float64)  # January: 31 days x 4
+    for c in range(3):
+        x = train[:, c]
+        assert mean[c] == pytest.approx(np.nanmean(x), rel=1e-6)
+        assert std[c] == pytest.approx(np.nanstd(x), rel=1e-5)
+        assert dstd[c] == pytest.approx(np.nanstd(np.diff(x, axis=0)), rel=1e-5)
+    assert np.isnan(ref[:, 0]).any() and not np.isnan(ref[:, 1]).any()
+
+
+def test_manifest_and_verify(cache, tmp_path):
+    m = json.loads((cache / "manifest.json").read_text())
+    assert m["complete"] is True and m["channels"] == ["sst", "t2m", "z500"]
+    assert m["time"]["step"] == "21600s" and m["time"]["gaps"] == []
+    assert len(m["inputs"]) == 4 and all(len(i["sha256"]) == 64 for i in m["inputs"])
+    assert m["chunks"]["count"] == 5
+    assert verify(cache) == []
+    assert not list(cache.glob(".staging-*"))
+    # A single flipped byte in the HDF5 data is detected.
+    bad = tmp_path / "bad"
+    shutil.copytree(cache, bad)
+    h5 = bad / "era5_2deg.h5"
+    with open(h5, "r+b") as f:
+        f.seek(m["outputs"]["era5_2deg.h5"]["data_offset"] + 1000)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0x01]))
+    assert any("checksum mismatch" in p for p in verify(bad))
+    # A truncated Zarr chunk is detected.
+    bad2 = tmp_path / "bad2"
+    shutil.copytree(cache, bad2)
+    chunk = next(p for p in (bad2 / "era5_2deg.zarr" / "t2m").rglob("*") if p.is_file()
+                 and p.name != "zarr.json")
+    chunk.write_bytes(chunk.read_bytes()[:-10])
+    assert any("checksum mismatch" in p for p in verify(bad2))
+
+
+def test_inspect_and_verify_cli(cache, capsys):
+    assert cli(["inspect", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "236 steps of 6h" in out and "z500" in out
+    assert cli(["verify", str(cache)]) == 0
+
+
+def test_regional_file_fails_with_one_line(tmp_path):
+    regional = REALDATA / "new_uach_sst_landnan_chile.nc"
+    r = subprocess.run([sys.executable, "-m", "era5cache.cli", "preprocess", "--input",
+                        str(REALDATA / "new_eric157_monthly_t2m_slt_mixed-expver_india.nc"),
+                        "--output", str(tmp_path / "o"), "--no-progress"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "india.nc" in lines[0] and "does not cover" in lines[0]
+    assert not (tmp_path / "o" / "manifest.json").exists()
+    assert regional.exists()
+
+
+def test_global_realdata_file_runs(tmp_path):
+    """The real 20-degree global legacy file covers the target: a one-step cache."""
+    out = tmp_path / "o"
+    assert cli(["preprocess", "--input", str(REALDATA / "old_earthkit_global20deg_t2m.nc"),
+                "--output", str(out), "--workers", "1", "--no-progress"]) == 0
+    ds = xr.open_zarr(out / "era5_2deg.zarr")
+    assert ds["t2m"].shape == (1, 80, 180)
+    # A 2-degree cell inside one 20-degree source cell takes that cell's value.
+    src = xr.open_dataset(REALDATA / "old_earthkit_global20deg_t2m.nc")["t2m"]
+    want = float(src.sel(latitude=40.0, longitude=60.0).values[0])
+    assert float(ds["t2m"].sel(lat=41, lon=61).values[0]) == pytest.approx(want, rel=1e-6)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_external_scheduler_gives_identical_output(cache, sample_new, tmp_path):
+    bindir = Path(sys.executable).parent
+    port = _free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(2)
+        for _ in range(2):
+            procs.append(subprocess.Popen(
+                [str(bindir / "dask"), "worker", addr, "--nworkers", "1", "--nthreads", "1",
+                 "--no-dashboard", "--memory-limit", "1GiB"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from dask.distributed import Client
+
+        with Client(addr, timeout="30s") as c:
+            c.wait_for_workers(2, timeout=60)
+        out = tmp_path / "remote"
+        recipe = _recipe(tmp_path, sample_new, out)
+        assert cli(["preprocess", str(recipe), "--scheduler", addr, "--no-progress"]) == 0
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    a = json.loads((cache / "manifest.json").read_text())["outputs"]
+    b = json.loads((out / "manifest.json").read_text())["outputs"]
+    assert a["era5_2deg.h5"]["sha256"] == b["era5_2deg.h5"]["sha256"]
+    assert a["era5_2deg.zarr"]["files"] == b["era5_2deg.zarr"]["files"]
