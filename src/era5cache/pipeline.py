@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,8 +181,10 @@ def _write_zarr(ds: xr.Dataset, path: Path, cfg: PreprocessConfig, progress: boo
     encoding["time"] = {"units": "seconds since 1970-01-01", "dtype": "int64",
                         "calendar": "proleptic_gregorian"}
     ds = ds.drop_vars("expver", errors="ignore")
-    ds.to_zarr(path, mode="w", compute=False, encoding=encoding, zarr_format=3,
-               consolidated=True)
+    with warnings.catch_warnings():  # zarr warns that consolidated metadata is not in v3 spec
+        warnings.filterwarnings("ignore", message="Consolidated metadata")
+        ds.to_zarr(path, mode="w", compute=False, encoding=encoding, zarr_format=3,
+                   consolidated=True)
     nt = ds.sizes["time"]
     bounds = [(a, min(nt, a + cfg.chunk_steps)) for a in range(0, nt, cfg.chunk_steps)]
     body = ds.drop_vars(["lat", "lon"])

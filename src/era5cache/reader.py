@@ -123,7 +123,7 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES) ->
     """Open one ERA5 NetCDF file and normalise it (see module docstring). Lazy (Dask)."""
     path = Path(path)
     try:
-        raw = xr.open_dataset(path, engine="netcdf4", chunks={}, decode_timedelta=False,
+        raw = xr.open_dataset(path, engine="netcdf4", chunks=None, decode_timedelta=False,
                               cache=False)
     except Exception as exc:  # netCDF4/HDF5 raise a variety of OSError/ValueError
         if not path.exists():
@@ -149,6 +149,14 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES) ->
     if not data_vars:
         raise InputError(f"{path}: holds no variable on (time, latitude, longitude)")
     ds = ds[data_vars]
+    # Chunk before any re-indexing so that sorting happens in memory on whole blocks read
+    # with plain slices (netCDF4 is slow with index arrays). One block <= chunk_bytes.
+    step_bytes = sum(
+        4 * int(np.prod([ds.sizes[d] for d in ds[v].dims if d not in ("time", "level")]))
+        for v in ds.data_vars
+    )
+    nt = int(max(1, min(ds.sizes["time"], chunk_bytes // max(step_bytes, 1))))
+    ds = ds.chunk({"time": nt} | ({"level": 1} if "level" in ds.dims else {}))
     if "expver" in ds.dims:
         ds = _collapse_expver_dim(ds, path)
     elif "expver" in ds.coords:
@@ -168,13 +176,9 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES) ->
         ds = ds.isel(time=np.argsort(ds["time"].values, kind="stable"))
     if "level" in ds.dims:
         ds = ds.assign_coords(level=ds["level"].values.astype(np.float64))
-    step_bytes = sum(
-        4 * int(np.prod([ds.sizes[d] for d in ds[v].dims if d != "time"])) for v in ds.data_vars
-    )
-    nt = int(max(1, min(ds.sizes["time"], chunk_bytes // max(step_bytes, 1))))
     out = xr.Dataset(attrs=dict(raw.attrs))
     for v in ds.data_vars:
-        da = ds[v].astype(np.float32).chunk({"time": nt})
+        da = ds[v].astype(np.float32)
         da.encoding = {}
         da.attrs = {k: val for k, val in raw[v].attrs.items()
                     if k not in ("scale_factor", "add_offset", "_FillValue", "missing_value",

@@ -1,0 +1,224 @@
+"""``CachedERA5Dataset``: windows of the memory-mapped HDF5 cache as PyTorch tensors.
+
+Item ``i`` is ``(x, y)`` with ``x`` shaped ``(seq_len, channel, lat, lon)`` (consecutive time
+steps) and ``y`` shaped ``(channel, lat, lon)``, ``lead`` steps after the last input; both
+float32, normalised with the cache's training-period mean/std (``normalize=False`` keeps
+physical units), NaN (land in ``sst``) replaced by ``fill_value`` after normalisation. With
+``return_mask=True`` a boolean ``mask`` (True = valid) of ``y`` follows, with
+``return_time=True`` the int64 timestamps (seconds since 1970) of the ``seq_len + 1`` steps.
+
+Windows never cross a gap in time nor the edge of their split. The array is read through
+``numpy.memmap`` at ``/data``'s file offset, opened lazily in each process (the object
+pickles without its map, so ``fork`` and ``spawn`` workers each open their own).
+``__getitems__`` gathers a whole batch with one fancy-indexing operation; pass
+``collate_fn=CachedERA5Dataset.collate`` to a DataLoader to take that batch without a
+further copy (the default collate also works, with one extra copy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from .errors import CacheError
+from .layout import paths
+from .timeaxis import steps_between
+from .verify import check_manifest
+
+
+class _Batch(list):
+    """Per-sample views (for the default collate) plus the batched tensors (for ``collate``)."""
+
+    batched: tuple
+
+
+class CachedERA5Dataset(torch.utils.data.Dataset):
+    """See the module docstring.
+
+    Args:
+        root: cache folder (holding ``era5_2deg.h5`` and ``manifest.json``).
+        split: ``"train"``, ``"val"``, ``"test"`` (periods stored in the cache) or ``"all"``.
+        channels: subset/order of channel names; default all.
+        seq_len, lead: window length and target lead, in time steps.
+        time_range: ``(start, end)`` inclusive ISO strings; overrides ``split``'s period.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", channels: list[str] | None = None,
+                 seq_len: int = 2, lead: int = 1, normalize: bool = True,
+                 fill_value: float = 0.0, return_mask: bool = False, return_time: bool = False,
+                 time_range: tuple[str, str] | None = None):
+        if seq_len < 1 or lead < 1:
+            raise ValueError("seq_len and lead must be >= 1")
+        self.root = Path(root)
+        manifest = check_manifest(self.root)
+        _, h5_path, _ = paths(self.root)
+        self.path = h5_path
+        try:
+            with h5py.File(h5_path, "r") as f:
+                d = f["data"]
+                self._shape = tuple(d.shape)
+                self._offset = d.id.get_offset()
+                if d.chunks is not None or d.compression is not None or self._offset is None:
+                    raise CacheError(f"{h5_path}: /data is not contiguous; rebuild the cache")
+                all_channels = [c.decode() if isinstance(c, bytes) else str(c)
+                                for c in f["channel"][:]]
+                self._all_times = f["time"][:].astype("datetime64[s]")
+                mean, std = f["mean"][:].astype(np.float64), f["std"][:].astype(np.float64)
+                periods = {s: str(f.attrs.get(f"{s}_period", "")) for s in ("train", "val",
+                                                                              "test")}
+                step = str(f.attrs.get("time_step", "")) or None
+                self.lat, self.lon = f["lat"][:], f["lon"][:]
+        except (OSError, KeyError) as exc:
+            raise CacheError(f"{h5_path}: unreadable cache ({exc})") from exc
+        if list(self._shape) != list(manifest.get("shape", [])):
+            raise CacheError(f"{h5_path}: /data is shaped {self._shape}, unlike its manifest "
+                             f"({manifest.get('shape')}); the cache is inconsistent, rebuild it")
+        channels = list(channels) if channels is not None else all_channels
+        missing = [c for c in channels if c not in all_channels]
+        if missing:
+            raise ValueError(f"{h5_path}: no channel(s) {missing}; has {all_channels}")
+        self.channels = channels
+        self._ch = np.array([all_channels.index(c) for c in channels])
+        self._ch_all = self._ch.tolist() == list(range(len(all_channels)))
+        self.stats = {"mean": mean[self._ch], "std": std[self._ch]}
+        self.seq_len, self.lead = seq_len, lead
+        self.normalize, self.fill_value = normalize, float(fill_value)
+        self.return_mask, self.return_time = return_mask, return_time
+        self.split = split
+        in_split = self._split_mask(split, periods, time_range)
+        self.starts = self._window_starts(in_split, step)
+        self.times = self._all_times[in_split]
+        scale = 1.0 / self.stats["std"] if normalize else np.ones(len(channels))
+        offset = -self.stats["mean"] * scale if normalize else np.zeros(len(channels))
+        self._scale = scale.astype(np.float32)[:, None, None]
+        self._offset_c = offset.astype(np.float32)[:, None, None]
+        self._mm: np.memmap | None = None
+
+    # --- construction helpers -------------------------------------------------------------
+    def _split_mask(self, split, periods, time_range) -> np.ndarray:
+        t = self._all_times
+        if time_range is not None:
+            lo, hi = (np.datetime64(x, "s") for x in time_range)
+            return (t >= lo) & (t <= hi)
+        if split == "all":
+            return np.ones(t.size, bool)
+        if split not in periods:
+            raise ValueError(f"split must be train, val, test or all, not {split!r}")
+        p = periods[split]
+        if not p:
+            return np.ones(t.size, bool) if split == "train" else np.zeros(t.size, bool)
+        lo, hi = (np.datetime64(x, "s") for x in p.split("/"))
+        return (t >= lo) & (t <= hi)
+
+    def _window_starts(self, in_split: np.ndarray, step: str | None) -> np.ndarray:
+        """Start indices s such that steps s .. s+seq_len-1+lead are in the split and
+        consecutive (no gap)."""
+        n = self._all_times.size
+        span = self.seq_len + self.lead  # steps from first input to target, inclusive
+        if n < span:
+            return np.zeros(0, dtype=np.int64)
+        ok = np.zeros(n, bool)  # ok[i]: step i+1 directly follows step i
+        if step is not None:
+            ok[:-1] = steps_between(self._all_times, step) == 1
+        bad_link = np.concatenate([[0], np.cumsum(~ok[:-1])])  # links broken before i
+        bad_in = np.concatenate([[0], np.cumsum(~in_split)])
+        s = np.arange(n - span + 1)
+        links_ok = bad_link[s + span - 1] - bad_link[s] == 0
+        inside = bad_in[s + span] - bad_in[s] == 0
+        return s[links_ok & inside].astype(np.int64)
+
+    # --- memory map -----------------------------------------------------------------------
+    @property
+    def data(self) -> np.memmap:
+        """The whole ``/data`` array (time, channel, lat, lon), memory-mapped read-only."""
+        if self._mm is None:
+            self._mm = np.memmap(self.path, dtype=np.float32, mode="r", offset=self._offset,
+                                 shape=self._shape)
+        return self._mm
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_mm"] = None
+        return state
+
+    # --- items ----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+    def window_times(self, i: int) -> np.ndarray:
+        """Timestamps (datetime64[s]) of item i: the seq_len inputs, then the target."""
+        s = int(self.starts[i])
+        idx = np.r_[np.arange(s, s + self.seq_len), s + self.seq_len - 1 + self.lead]
+        return self._all_times[idx]
+
+    def _prepare(self, x: np.ndarray, y: np.ndarray, starts: np.ndarray):
+        """Normalise in place, fill NaN, build outputs. x (..., S, C, H, W), y (..., C, H, W)."""
+        mask = ~np.isnan(y) if self.return_mask else None
+        for a in (x, y):
+            if self.normalize:
+                a *= self._scale
+                a += self._offset_c
+            np.nan_to_num(a, copy=False, nan=self.fill_value)
+        out = [torch.from_numpy(x), torch.from_numpy(y)]
+        if mask is not None:
+            out.append(torch.from_numpy(mask))
+        if self.return_time:
+            idx = starts[..., None] + np.r_[np.arange(self.seq_len), self.seq_len - 1 + self.lead]
+            out.append(torch.from_numpy(self._all_times[idx].astype(np.int64)))
+        return tuple(out)
+
+    def _gather(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = self.data
+        tidx = starts[:, None] + np.arange(self.seq_len)
+        target = starts + self.seq_len - 1 + self.lead
+        if self._ch_all:
+            return d[tidx], d[target]  # one fancy index each: a fresh writable copy
+        return d[tidx][:, :, self._ch], d[target][:, self._ch]
+
+    def __getitem__(self, i: int):
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} windows")
+        s = self.starts[i : i + 1]
+        x, y = self._gather(s)
+        out = self._prepare(x[0], y[0], s[0])
+        return out
+
+    def __getitems__(self, indices) -> _Batch:
+        idx = np.asarray(indices, dtype=np.int64)
+        s = self.starts[idx]
+        x, y = self._gather(s)
+        batched = self._prepare(x, y, s)
+        batch = _Batch(tuple(t[k] for t in batched) for k in range(idx.size))
+        batch.batched = batched
+        return batch
+
+    @staticmethod
+    def collate(batch):
+        """DataLoader ``collate_fn`` that takes a ``__getitems__`` batch without copying."""
+        if isinstance(batch, _Batch):
+            return batch.batched
+        return torch.utils.data.default_collate(batch)
+
+    # --- GPU-resident mode ----------------------------------------------------------------
+    def to_device(self, device: str | torch.device = "cuda", dtype: torch.dtype = torch.float32,
+                  batch_size: int = 64, shuffle: bool = True, drop_last: bool = False,
+                  seed: int = 0, rank: int = 0, world_size: int = 1):
+        """Copy this split once to ``device`` and iterate batches built there by index.
+
+        See :class:`era5cache.resident.ResidentBatches`.
+        """
+        from .resident import ResidentBatches
+
+        return ResidentBatches(self, device=device, dtype=dtype, batch_size=batch_size,
+                               shuffle=shuffle, drop_last=drop_last, seed=seed, rank=rank,
+                               world_size=world_size)
+
+    def __repr__(self) -> str:
+        return (f"CachedERA5Dataset({str(self.root)!r}, split={self.split!r}, "
+                f"channels={self.channels}, seq_len={self.seq_len}, lead={self.lead}, "
+                f"windows={len(self)})")

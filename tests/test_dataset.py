@@ -1,0 +1,184 @@
+"""CachedERA5Dataset on a real cache with a gap: values, windows, workers, resident mode."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from torch.utils.data import DataLoader
+
+from era5cache import CachedERA5Dataset
+from era5cache.config import DaskSettings, Period, Periods, PreprocessConfig
+from era5cache.errors import CacheError
+from era5cache.pipeline import run
+from era5cache.sample import SampleSpec, write_sample
+
+STEP = np.timedelta64(6, "h")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dscache")
+    common = dict(resolution=2.0, variables=("sst", "t2m"))
+    write_sample(tmp / "a", SampleSpec(start="2019-01-01", end="2019-01-10T18", **common))
+    write_sample(tmp / "b", SampleSpec(start="2019-01-13", end="2019-01-31T18", **common))
+    cfg = PreprocessConfig(
+        inputs=(str(tmp / "a"), str(tmp / "b")), output=str(tmp / "cache"),
+        variables=("sst", "t2m"), chunk_steps=16,
+        periods=Periods(train=Period("2019-01-01T00", "2019-01-20T18"),
+                        val=Period("2019-01-21T00", "2019-01-25T18"),
+                        test=Period("2019-01-26T00", "2019-01-31T18")),
+        dask=DaskSettings(workers=1, memory_limit="1GiB"), hash_inputs=False)
+    run(cfg, progress=False)
+    return tmp / "cache"
+
+
+@pytest.fixture(scope="module")
+def reference(cache):
+    """Independent float64 normalisation from the Zarr store."""
+    z = xr.open_zarr(cache / "era5_2deg.zarr")
+    raw = np.stack([z["sst"].values, z["t2m"].values], axis=1).astype(np.float64)
+    times = z["time"].values.astype("datetime64[s]")
+    train = times <= np.datetime64("2019-01-20T18")
+    mean = np.array([np.nanmean(raw[train, c]) for c in range(2)])
+    std = np.array([np.nanstd(raw[train, c]) for c in range(2)])
+    norm = (raw - mean[None, :, None, None]) / std[None, :, None, None]
+    return raw, np.nan_to_num(norm, nan=0.0), times
+
+
+def test_shapes_dtypes_and_values(cache, reference):
+    raw, norm, times = reference
+    ds = CachedERA5Dataset(cache, split="train", seq_len=2, lead=1, return_mask=True,
+                           return_time=True)
+    assert ds.channels == ["sst", "t2m"]
+    x, y, mask, t = ds[5]
+    assert x.shape == (2, 2, 80, 180) and y.shape == (2, 80, 180)
+    assert x.dtype == torch.float32 and y.dtype == torch.float32 and mask.dtype == torch.bool
+    s = int(ds.starts[5])
+    np.testing.assert_allclose(x.numpy(), norm[s:s + 2], atol=2e-5)
+    np.testing.assert_allclose(y.numpy(), norm[s + 2], atol=2e-5)
+    np.testing.assert_array_equal(mask.numpy(), ~np.isnan(raw[s + 2]))
+    assert (~mask[0]).any() and mask[1].all()  # sst has land, t2m has none
+    assert (y[0][~mask[0]] == 0).all()
+    np.testing.assert_array_equal(t.numpy(), times[s:s + 3].astype(np.int64))
+    phys = CachedERA5Dataset(cache, split="train", normalize=False, fill_value=float("nan"))
+    np.testing.assert_array_equal(phys[5][1].numpy(), raw[s + 2].astype(np.float32))
+    np.testing.assert_allclose(ds.stats["mean"], np.nanmean(raw[times <= np.datetime64(
+        "2019-01-20T18")], axis=(0, 2, 3)), rtol=1e-6)
+
+
+def test_windows_never_cross_gap_or_split(cache):
+    sets = {}
+    for split in ("train", "val", "test"):
+        ds = CachedERA5Dataset(cache, split=split, seq_len=2, lead=1)
+        wins = [ds.window_times(i) for i in range(len(ds))]
+        for w in wins:
+            assert (np.diff(w) == STEP).all()  # consecutive, so never across the gap
+        sets[split] = {t for w in wins for t in w}
+    train = CachedERA5Dataset(cache, split="train", seq_len=2, lead=1)
+    # Jan 1-10 (40 steps) and Jan 13-20 (32 steps): 38 + 30 windows of span 3.
+    assert len(train) == 68
+    assert not (sets["train"] & sets["val"]) and not (sets["val"] & sets["test"])
+    assert not (sets["train"] & sets["test"])
+    lead3 = CachedERA5Dataset(cache, split="val", seq_len=1, lead=3)
+    assert len(lead3) == 20 - 3
+    explicit = CachedERA5Dataset(cache, time_range=("2019-01-09T00", "2019-01-14T00"))
+    for i in range(len(explicit)):
+        w = explicit.window_times(i)
+        assert (np.diff(w) == STEP).all()
+
+
+def test_getitems_and_collate(cache):
+    ds = CachedERA5Dataset(cache, split="train", return_mask=True)
+    batch = ds.__getitems__([3, 0, 7])
+    x, y, m = CachedERA5Dataset.collate(batch)
+    dx, dy, dm = torch.utils.data.default_collate(list(batch))
+    assert torch.equal(x, dx) and torch.equal(y, dy) and torch.equal(m, dm)
+    for k, i in enumerate([3, 0, 7]):
+        assert torch.equal(x[k], ds[i][0]) and torch.equal(y[k], ds[i][1])
+
+
+def _batches(ds, **kw):
+    dl = DataLoader(ds, batch_size=8, shuffle=False, collate_fn=CachedERA5Dataset.collate, **kw)
+    return [tuple(t.clone() for t in b) for b in dl]
+
+
+@pytest.mark.parametrize("ctx", ["fork", "spawn"])
+def test_workers_give_same_batches(cache, ctx):
+    ds = CachedERA5Dataset(cache, split="train")
+    ds[0]  # open the map in the parent: children must not depend on it
+    main = _batches(ds)
+    par = _batches(ds, num_workers=2, multiprocessing_context=ctx, persistent_workers=True,
+                   pin_memory=torch.cuda.is_available())
+    assert len(main) == len(par) == 9
+    for a, b in zip(main, par, strict=True):
+        assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+
+
+def test_pickles_without_map(cache):
+    ds = CachedERA5Dataset(cache)
+    ds[0]
+    assert ds._mm is not None
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._mm is None and torch.equal(clone[4][0], ds[4][0])
+
+
+def test_resident_mode_matches_loader(cache):
+    ds = CachedERA5Dataset(cache, split="train", return_mask=True)
+    main = _batches(ds)
+    res = ds.to_device("cpu", batch_size=8, shuffle=False)
+    got = list(res)
+    assert len(got) == len(main)
+    for a, b in zip(main, got, strict=True):
+        assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    bf = ds.to_device("cpu", dtype=torch.bfloat16, batch_size=8, shuffle=False)
+    xb = next(iter(bf))[0]
+    assert xb.dtype == torch.bfloat16
+    torch.testing.assert_close(xb.float(), main[0][0], atol=0.02, rtol=0.01)
+
+
+def test_resident_shuffle_and_sharding(cache):
+    ds = CachedERA5Dataset(cache, split="train")  # 68 windows
+    one = ds.to_device("cpu", batch_size=10, shuffle=True, seed=1)
+    first = torch.cat([b[1] for b in one])
+    assert first.shape[0] == 68
+    one.set_epoch(1)
+    second = torch.cat([b[1] for b in one])
+    assert not torch.equal(first, second)  # reshuffled each epoch...
+    assert torch.equal(first.sum(0), first.sum(0)) and torch.allclose(
+        first.sum(0), second.sum(0), atol=1e-3)  # ...over the same windows
+    ranks = [ds.to_device("cpu", batch_size=10, shuffle=True, seed=1, rank=r, world_size=3,
+                          drop_last=True) for r in range(3)]
+    assert len({len(r) for r in ranks}) == 1 and len(ranks[0]) == 2  # 23 each -> 2 full
+    loose = [ds.to_device("cpu", batch_size=10, seed=1, rank=r, world_size=3) for r in range(3)]
+    counts = [sum(b[0].shape[0] for b in r) for r in loose]
+    assert counts == [23, 23, 23]  # padded: every rank the same number of samples
+    ys = torch.cat([b[1] for r in loose for b in r])
+    # All 68 distinct windows are present (one repeated for padding).
+    uniq = {tuple(y[1, 40].tolist()) for y in ys}  # t2m along the equator
+    assert len(uniq) == 68
+
+
+def test_clear_errors(cache, tmp_path):
+    with pytest.raises(CacheError, match="no such cache folder"):
+        CachedERA5Dataset(tmp_path / "nope")
+    bad = tmp_path / "c"
+    shutil.copytree(cache, bad)
+    m = json.loads((bad / "manifest.json").read_text())
+    (bad / "manifest.json").write_text(json.dumps(m | {"complete": False}))
+    with pytest.raises(CacheError, match="incomplete"):
+        CachedERA5Dataset(bad)
+    (bad / "manifest.json").write_text(json.dumps(m | {"format_version": 99}))
+    with pytest.raises(CacheError, match="format_version 99 is newer"):
+        CachedERA5Dataset(bad)
+    (bad / "manifest.json").write_text(json.dumps(m | {"shape": [5, 2, 80, 180]}))
+    with pytest.raises(CacheError, match="unlike its manifest"):
+        CachedERA5Dataset(bad)
+    (bad / "manifest.json").unlink()
+    with pytest.raises(CacheError, match="manifest.json: missing"):
+        CachedERA5Dataset(bad)
