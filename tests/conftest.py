@@ -14,7 +14,8 @@ from era5cache.sample import SampleSpec, write_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 REALDATA = ROOT.parent / "shared" / "realdata"
-CDO_GRID = "gridtype = lonlat\nxsize = 180\nysize = 80\nxfirst = 1\nxinc = 2\nyfirst = -79\nyinc = 2\n"
+CDO_GRID = ("gridtype = lonlat\nxsize = 180\nysize = 80\nxfirst = 1\nxinc = 2\n"
+            "yfirst = -79\nyinc = 2\n")
 
 
 def realdata_files() -> list[Path]:
@@ -87,3 +88,16 @@ def raw_decode(path: Path, var: str) -> np.ndarray:
             out = out + float(v.add_offset)
         out[bad] = np.nan
         return out
+
+
+def run_cli(*args: str, check: bool = True):
+    """Run ``era5cache`` in a fresh process, as users do (keeps Dask/HDF5 threads out of the
+    test process: HDF5 is not thread-safe)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "era5cache.cli", *map(str, args)],
+                       capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"era5cache {' '.join(map(str, args))} failed:\n{r.stderr}")
+    return r

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from conftest import run_cli
 from torch.utils.data import DataLoader
 
 from era5cache import CachedERA5Dataset
-from era5cache.config import DaskSettings, Period, Periods, PreprocessConfig
 from era5cache.errors import CacheError
-from era5cache.pipeline import run
 from era5cache.sample import SampleSpec, write_sample
 
 STEP = np.timedelta64(6, "h")
@@ -27,14 +26,14 @@ def cache(tmp_path_factory):
     common = dict(resolution=2.0, variables=("sst", "t2m"))
     write_sample(tmp / "a", SampleSpec(start="2019-01-01", end="2019-01-10T18", **common))
     write_sample(tmp / "b", SampleSpec(start="2019-01-13", end="2019-01-31T18", **common))
-    cfg = PreprocessConfig(
-        inputs=(str(tmp / "a"), str(tmp / "b")), output=str(tmp / "cache"),
-        variables=("sst", "t2m"), chunk_steps=16,
-        periods=Periods(train=Period("2019-01-01T00", "2019-01-20T18"),
-                        val=Period("2019-01-21T00", "2019-01-25T18"),
-                        test=Period("2019-01-26T00", "2019-01-31T18")),
-        dask=DaskSettings(workers=1, memory_limit="1GiB"), hash_inputs=False)
-    run(cfg, progress=False)
+    recipe = tmp / "recipe.yaml"
+    recipe.write_text(
+        f"inputs: [{tmp / 'a'}, {tmp / 'b'}]\noutput: {tmp / 'cache'}\n"
+        "variables: [sst, t2m]\nchunk_steps: 16\nhash_inputs: false\n"
+        "dask: {workers: 1, memory_limit: 1GiB}\n"
+        "periods:\n  train: ['2019-01-01T00', '2019-01-20T18']\n"
+        "  val: ['2019-01-21T00', '2019-01-25T18']\n  test: ['2019-01-26T00', '2019-01-31T18']\n")
+    run_cli("preprocess", recipe, "--no-progress")
     return tmp / "cache"
 
 

@@ -16,8 +16,8 @@ import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import REALDATA, run_cdo_remapcon, run_cli
 
-from conftest import REALDATA, run_cdo_remapcon
 from era5cache.cli import main as cli
 from era5cache.verify import verify
 
@@ -43,7 +43,7 @@ def _recipe(tmp: Path, inputs: Path, output: Path) -> Path:
 def cache(sample_new, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("job")
     out = tmp / "cache"
-    assert cli(["preprocess", str(_recipe(tmp, sample_new, out)), "--no-progress"]) == 0
+    run_cli("preprocess", _recipe(tmp, sample_new, out), "--no-progress")
     return out
 
 
@@ -161,13 +161,13 @@ def test_regional_file_fails_with_one_line(tmp_path):
 def test_global_realdata_file_runs(tmp_path):
     """The real 20-degree global legacy file covers the target: a one-step cache."""
     out = tmp_path / "o"
-    assert cli(["preprocess", "--input", str(REALDATA / "old_earthkit_global20deg_t2m.nc"),
-                "--output", str(out), "--workers", "1", "--no-progress"]) == 0
+    run_cli("preprocess", "--input", REALDATA / "old_earthkit_global20deg_t2m.nc",
+            "--output", out, "--workers", "1", "--no-progress")
     ds = xr.open_zarr(out / "era5_2deg.zarr")
     assert ds["t2m"].shape == (1, 80, 180)
     # A 2-degree cell inside one 20-degree source cell takes that cell's value.
-    src = xr.open_dataset(REALDATA / "old_earthkit_global20deg_t2m.nc")["t2m"]
-    want = float(src.sel(latitude=40.0, longitude=60.0).values[0])
+    with xr.open_dataset(REALDATA / "old_earthkit_global20deg_t2m.nc") as src:
+        want = float(src["t2m"].sel(latitude=40.0, longitude=60.0).values[0])
     assert float(ds["t2m"].sel(lat=41, lon=61).values[0]) == pytest.approx(want, rel=1e-6)
 
 
@@ -198,7 +198,7 @@ def test_external_scheduler_gives_identical_output(cache, sample_new, tmp_path):
             c.wait_for_workers(2, timeout=60)
         out = tmp_path / "remote"
         recipe = _recipe(tmp_path, sample_new, out)
-        assert cli(["preprocess", str(recipe), "--scheduler", addr, "--no-progress"]) == 0
+        run_cli("preprocess", recipe, "--scheduler", addr, "--no-progress")
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -8,8 +8,8 @@ import zipfile
 import netCDF4
 import numpy as np
 import pytest
-
 from conftest import raw_decode, realdata_files
+
 from era5cache.errors import InputError
 from era5cache.reader import open_era5, open_file, select_channels
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import netCDF4
 import numpy as np
 import pytest
-
 from conftest import run_cdo_remapcon
+
 from era5cache.grid import TARGET_LAT_EDGES, TARGET_LON_EDGES, SourceGrid, lat_bounds, lon_bounds
 from era5cache.regrid import ConservativeRegridder, CoverageError
 
@@ -60,7 +60,8 @@ def test_analytic_cell_means():
     # Cell averages of the source cells themselves (so the source field is exact).
     lb = np.deg2rad(lat_bounds(g.lat))
     wb = np.deg2rad(lon_bounds(g.lon))
-    s_lat = (np.sin(lb[:, 1]) ** 2 - np.sin(lb[:, 0]) ** 2) / 2 / (np.sin(lb[:, 1]) - np.sin(lb[:, 0]))
+    sn, ss = np.sin(lb[:, 1]), np.sin(lb[:, 0])
+    s_lat = (sn**2 - ss**2) / 2 / (sn - ss)
     s_lon = (np.sin(wb[:, 1]) - np.sin(wb[:, 0])) / (wb[:, 1] - wb[:, 0])
     field = (s_lat[:, None] + s_lon[None, :])[None]
     out = ConservativeRegridder.for_grid(g)(field.astype(np.float64))

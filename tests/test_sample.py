@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import netCDF4
 import numpy as np
-
 from conftest import raw_decode
+
 from era5cache.sample import SampleSpec, land_mask, write_sample
 
 

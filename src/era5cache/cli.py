@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 import warnings
-from pathlib import Path
 
 
 def _csv(text: str) -> tuple[str, ...]:

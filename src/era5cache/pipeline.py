@@ -118,6 +118,7 @@ def run(cfg: PreprocessConfig, progress: bool = True) -> JobResult:
     out.mkdir(parents=True, exist_ok=True)
     staging = out / f".staging-{uuid.uuid4().hex[:12]}"
     staging.mkdir()
+    inputs = None
     try:
         inputs, ds, regridder = plan(cfg, extract_dir=staging / "unzipped")
         channels = list(ds.data_vars)
@@ -134,6 +135,7 @@ def run(cfg: PreprocessConfig, progress: bool = True) -> JobResult:
         }
         regridded = regridded.assign_coords(time=times).chunk({"time": cfg.chunk_steps})
         zarr_tmp = staging / ZARR_NAME
+        inputs.close()  # no netCDF handle in this process while the client runs
         _write_zarr(regridded, zarr_tmp, cfg, progress)
         h5_tmp = staging / H5_NAME
         stats = build_h5(zarr_tmp, h5_tmp, channels, inputs.axis, cfg.periods,
@@ -169,7 +171,21 @@ def run(cfg: PreprocessConfig, progress: bool = True) -> JobResult:
         return JobResult(out, tuple(channels), int(times.size), input_bytes,
                          time.perf_counter() - t0)
     finally:
+        if inputs is not None:
+            inputs.close()
+        _release_file_handles()
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _release_file_handles() -> None:
+    """Close netCDF/HDF5 handles now, in this thread.
+
+    HDF5 is not thread-safe: left to the garbage collector, a handle may be closed from a
+    Dask client thread while this thread opens another file.
+    """
+    import gc
+
+    gc.collect()
 
 
 def _write_zarr(ds: xr.Dataset, path: Path, cfg: PreprocessConfig, progress: bool) -> None:

@@ -44,6 +44,16 @@ class Era5Inputs:
     source: np.ndarray
     axis: TimeAxis
     dropped_duplicates: int
+    closers: tuple = ()
+
+    def close(self) -> None:
+        """Close every file handle held in this process (lazy reads re-open on demand).
+
+        HDF5 is not thread-safe: call this before handing the graph to a Dask client, so
+        that no handle is left for another thread to close while this one reads.
+        """
+        for close in self.closers:
+            close()
 
     @property
     def grid(self) -> SourceGrid:
@@ -134,8 +144,10 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES) ->
     lat = _find(raw, LAT_NAMES, ("degrees_north", "degree_north"))
     lon = _find(raw, LON_NAMES, ("degrees_east", "degree_east"))
     if tdim is None or lat is None or lon is None:
-        missing = [n for n, v in (("time", tdim), ("latitude", lat), ("longitude", lon)) if v is None]
-        raise InputError(f"{path}: no {'/'.join(missing)} dimension found (dims: {dict(raw.sizes)})")
+        missing = [n for n, v in (("time", tdim), ("latitude", lat), ("longitude", lon))
+                   if v is None]
+        raise InputError(f"{path}: no {'/'.join(missing)} dimension found "
+                         f"(dims: {dict(raw.sizes)})")
     level = _find(raw, LEVEL_NAMES, ("hPa", "millibars", "mbar"))
     ren = {tdim: "time", lat: "lat", lon: "lon"} | ({level: "level"} if level else {})
     ds = raw.rename(ren)
@@ -190,6 +202,7 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES) ->
         out["level"].attrs = {"units": "hPa", "long_name": "pressure level"}
     for name in out.variables:
         out[name].encoding = {}
+    out.set_close(raw.close)
     return out
 
 
@@ -257,6 +270,7 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
             raise InputError(f"{f}: grid {g.describe()} differs from {grid[0]} "
                              f"({grid[1].describe()}); regrid them in separate runs")
         opened.append((f, ds))
+    closers = tuple(ds.close for _, ds in opened)
     if not opened:
         raise InputError(f"{files[0] if files else paths}: none of the inputs holds "
                          f"the requested variables {variables}")
@@ -297,6 +311,7 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
         source=first_src,
         axis=analyse(merged["time"].values.astype("datetime64[s]")),
         dropped_duplicates=dropped,
+        closers=closers,
     )
 
 

@@ -141,7 +141,7 @@ class _Fields:
         return out / np.sqrt(len(self.waves))
 
     def evaluate(self, name: str, level: int | None, times: np.ndarray) -> np.ndarray:
-        """Field ``name`` at ``level`` (hPa) for ``times`` (datetime64), float32 (nt, nlat, nlon)."""
+        """Field ``name`` at ``level`` (hPa) for datetime64 ``times``: float32 (nt, nlat, nlon)."""
         hours = (times - np.datetime64("1970-01-01", "s")).astype(np.float64) / 3600.0
         doy = (hours / 24.0) % 365.2425
         hod = hours % 24.0
@@ -271,7 +271,9 @@ def _write_new(path, times, lat, lon, levels, data, prelim) -> None:
         v.setncatts({"long_name": "longitude", "units": "degrees_east",
                      "standard_name": "longitude"})
         v[:] = lon
-        v = ds.createVariable("expver", str, ("valid_time",))
+        # No fill value on the string variable: HDF5 can crash converting a variable-length
+        # fill value when a file is re-opened in the same process.
+        v = ds.createVariable("expver", str, ("valid_time",), fill_value=False)
         v.setncatts({"long_name": "experiment version"})
         v[:] = np.array(["0005" if p else "0001" for p in prelim], dtype=object)
         dims = ("valid_time",) + (("pressure_level",) if levels else ()) + ("latitude", "longitude")
