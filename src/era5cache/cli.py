@@ -102,7 +102,8 @@ def _cmd_preprocess(args) -> int:
     r = pipeline.run(cfg, progress=not args.no_progress)
     print(f"wrote {r.output}: {r.n_time} steps x {len(r.channels)} channels "
           f"({', '.join(r.channels)}) from {r.input_bytes / 1e6:.1f} MB of input "
-          f"in {r.seconds:.1f} s")
+          f"in {r.seconds:.1f} s ("
+          + ", ".join(f"{k} {v:.1f} s" for k, v in r.stages.items()) + ")")
     return 0
 
 

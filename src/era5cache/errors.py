@@ -17,3 +17,7 @@ class CacheError(Era5CacheError):
 
 class ConfigError(Era5CacheError):
     """A configuration file or option is invalid."""
+
+
+class ResourceError(Era5CacheError):
+    """The job ran out of a resource (memory, disk) it was given."""

@@ -182,15 +182,14 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES) ->
     # Normalise coordinate order: lat ascending, lon in [0, 360) ascending, time ascending.
     lon_vals = np.mod(ds["lon"].values.astype(np.float64), 360.0)
     ds = ds.assign_coords(lon=lon_vals, lat=ds["lat"].values.astype(np.float64))
-    ds = ds.isel(lat=np.argsort(ds["lat"].values, kind="stable"),
-                 lon=np.argsort(lon_vals, kind="stable"))
+    ds = ds.isel(lat=_sorter(ds["lat"].values), lon=_sorter(lon_vals))
     if not np.all(np.diff(ds["time"].values) > np.timedelta64(0)):
         ds = ds.isel(time=np.argsort(ds["time"].values, kind="stable"))
     if "level" in ds.dims:
         ds = ds.assign_coords(level=ds["level"].values.astype(np.float64))
     out = xr.Dataset(attrs=dict(raw.attrs))
     for v in ds.data_vars:
-        da = ds[v].astype(np.float32)
+        da = ds[v] if ds[v].dtype == np.float32 else ds[v].astype(np.float32)
         da.encoding = {}
         da.attrs = {k: val for k, val in raw[v].attrs.items()
                     if k not in ("scale_factor", "add_offset", "_FillValue", "missing_value",
@@ -204,6 +203,17 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES) ->
         out[name].encoding = {}
     out.set_close(raw.close)
     return out
+
+
+def _sorter(values: np.ndarray) -> slice | np.ndarray:
+    """An indexer that sorts ``values`` ascending: a slice (a view, no copy) when the values
+    are already ascending or descending, else an index array."""
+    d = np.diff(values)
+    if values.size < 2 or (d > 0).all():
+        return slice(None)
+    if (d < 0).all():
+        return slice(None, None, -1)
+    return np.argsort(values, kind="stable")
 
 
 def _expver_str(value) -> str:

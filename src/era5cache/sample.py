@@ -20,7 +20,7 @@ learn. Output is deterministic for a given seed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +70,7 @@ class SampleSpec:
     levels: tuple[int, ...] = (500, 850)
     preliminary_steps: int = 0  # the last N steps are ERA5T ('0005')
     seed: int = 0
-    extra: dict = field(default_factory=dict)
+    compress: bool = True  # new layout: zlib level 1 + shuffle as the CDS; False for benches
 
     def times(self) -> np.ndarray:
         step = parse_step(self.step)
@@ -229,14 +229,16 @@ def write_sample(out_dir: str | os.PathLike, spec: SampleSpec) -> list[Path]:
             }
             path = out / f"era5_{product}_{month}.nc"
             tmp = path.with_suffix(".nc.tmp")
-            writer = _write_new if spec.layout == "new" else _write_legacy
-            writer(tmp, chunk, lat, lon, levels, data, prelim[sel])
+            if spec.layout == "new":
+                _write_new(tmp, chunk, lat, lon, levels, data, prelim[sel], spec.compress)
+            else:
+                _write_legacy(tmp, chunk, lat, lon, levels, data, prelim[sel])
             os.replace(tmp, path)
             written.append(path)
     return written
 
 
-def _write_new(path, times, lat, lon, levels, data, prelim) -> None:
+def _write_new(path, times, lat, lon, levels, data, prelim, compress=True) -> None:
     import netCDF4
 
     with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
@@ -279,7 +281,7 @@ def _write_new(path, times, lat, lon, levels, data, prelim) -> None:
         dims = ("valid_time",) + (("pressure_level",) if levels else ()) + ("latitude", "longitude")
         chunks = (1,) + ((1,) if levels else ()) + (lat.size, lon.size)
         for name, arr in data.items():
-            v = ds.createVariable(name, "f4", dims, zlib=True, complevel=1, shuffle=True,
+            v = ds.createVariable(name, "f4", dims, zlib=compress, complevel=1, shuffle=compress,
                                   chunksizes=chunks, fill_value=np.float32(np.nan))
             v.setncatts({k: val for k, val in ATTRS[name].items()} |
                         {"GRIB_missingValue": 3.4028234663852886e38,

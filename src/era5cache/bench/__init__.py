@@ -1,0 +1,1 @@
+"""Benchmarks: programs that compare paths in one run and report ratios (DESIGN.md section 9)."""
