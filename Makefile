@@ -33,12 +33,18 @@ preprocess: $(STAMP) $(SAMPLE_STAMP)
 	$(BIN)/era5cache preprocess $(CONFIG)
 	$(BIN)/era5cache verify data/cache
 
+train: $(STAMP)
+	@test -f data/cache/manifest.json || { echo "no cache in data/cache: run 'make preprocess' first" >&2; exit 2; }
+	$(BIN)/era5cache train $(TRAIN_CONFIG)
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	mkdir -p bench-results
 	$(BIN)/era5cache bench preprocess --json bench-results/preprocess.json
+	@test -f data/cache/manifest.json || $(MAKE) preprocess
+	$(BIN)/era5cache bench loader --json bench-results/loader.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

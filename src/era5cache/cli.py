@@ -50,9 +50,33 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="channels, time range, gaps, statistics, sizes")
     i.add_argument("dir")
 
+    t = sub.add_parser("train", help="train the RATransformer on a cache")
+    t.add_argument("config", nargs="?", help="trainer YAML (default: built-in defaults)")
+    t.add_argument("--data", help="cache folder")
+    t.add_argument("--max-epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--lr-scaling", choices=("none", "sqrt"))
+    t.add_argument("--accumulate", type=int, help="gradient accumulation steps")
+    t.add_argument("--precision", help="e.g. bf16-mixed, 16-mixed, 32-true (default: auto)")
+    t.add_argument("--compile", action="store_true", default=None, help="torch.compile")
+    t.add_argument("--devices", help="number of devices (DDP when > 1)")
+    t.add_argument("--strategy", help="e.g. ddp")
+    t.add_argument("--data-mode", choices=("auto", "resident", "loader"))
+    t.add_argument("--num-workers", help="DataLoader workers (loader mode)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--out", help="run folder (checkpoints, logs, plots)")
+    t.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint ('last' "
+                   "= OUT/checkpoints/last.ckpt)")
+    t.add_argument("--ema-decay", type=float)
+
     b = sub.add_parser("bench", help="benchmarks (ratios measured in one run)")
-    b.add_argument("what", choices=("preprocess",))
+    b.add_argument("what", choices=("preprocess", "loader"))
     b.add_argument("--workdir", default="bench-results/work")
+    b.add_argument("--data", default="data/cache", help="cache folder (loader)")
+    b.add_argument("--batch-size", type=int, default=256, help="loader batch size")
+    b.add_argument("--seq-len", type=int, default=2)
+    b.add_argument("--seconds", type=float, default=4.0, help="time budget per loader path")
     b.add_argument("--json", default=None, help="write results here")
     b.add_argument("--quick", action="store_true", help="smaller inputs")
     return p
@@ -126,14 +150,53 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from .train_config import load_train_config, override
+
+    cfg = load_train_config(args.config)
+    cfg = override(cfg, data=args.data)
+    devices = args.devices
+    if devices is not None and devices.isdigit():
+        devices = int(devices)
+    workers = args.num_workers
+    if workers is not None and workers.isdigit():
+        workers = int(workers)
+    cfg = override(cfg, "trainer", max_epochs=args.max_epochs, batch_size=args.batch_size,
+                   accumulate=args.accumulate, precision=args.precision, compile=args.compile,
+                   devices=devices, strategy=args.strategy, data_mode=args.data_mode,
+                   num_workers=workers, seed=args.seed, out=args.out)
+    cfg = override(cfg, "optim", lr=args.lr, lr_scaling=args.lr_scaling,
+                   ema_decay=args.ema_decay)
+    resume = args.resume
+    if resume == "last":
+        resume = str(Path(cfg.trainer.out) / "checkpoints" / "last.ckpt")
+    if resume and not Path(resume).is_file():
+        from .errors import ConfigError
+
+        raise ConfigError(f"{resume}: no such checkpoint")
+    from .train import format_skill, run
+
+    summary = run(cfg, resume=resume)
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+        print(f"trained {summary['epochs']} epochs ({summary['global_step']} steps), data "
+              f"{summary['data_mode']}, precision {summary['precision']}")
+        print(summary["throughput_summary"])
+        print(format_skill(summary["skill"]))
+        print(f"run folder: {cfg.trainer.out} (checkpoints/, logs/metrics.csv, loss.png, "
+              "prediction.png, summary.json)")
+    return 0
+
+
 def _cmd_bench(args) -> int:
     if args.what == "preprocess":
         from .bench.preprocess import main as bench_main
+    else:
+        from .bench.loader import main as bench_main
     return bench_main(args)
 
 
 COMMANDS = {"sample": _cmd_sample, "preprocess": _cmd_preprocess, "verify": _cmd_verify,
-            "inspect": _cmd_inspect, "bench": _cmd_bench}
+            "inspect": _cmd_inspect, "train": _cmd_train, "bench": _cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

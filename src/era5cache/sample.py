@@ -19,6 +19,7 @@ learn. Output is deterministic for a given seed.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,14 +220,15 @@ def write_sample(out_dir: str | os.PathLike, spec: SampleSpec) -> list[Path]:
             if not names:
                 continue
             levels = spec.levels if product == "pressure-levels" else None
-            data = {
-                n: (
-                    np.stack([fields.evaluate(n, lv, chunk) for lv in levels], axis=1)
-                    if levels
-                    else fields.evaluate(n, None, chunk)
-                )
-                for n in names
-            }
+
+            def produce(name, a, b, levels=levels, chunk=chunk):
+                """Field ``name`` for steps a..b of this month (bounded memory)."""
+                if levels:
+                    return np.stack([fields.evaluate(name, lv, chunk[a:b]) for lv in levels],
+                                    axis=1)
+                return fields.evaluate(name, None, chunk[a:b])
+
+            data = {n: functools.partial(produce, n) for n in names}
             path = out / f"era5_{product}_{month}.nc"
             tmp = path.with_suffix(".nc.tmp")
             if spec.layout == "new":
@@ -286,7 +288,8 @@ def _write_new(path, times, lat, lon, levels, data, prelim, compress=True) -> No
             v.setncatts({k: val for k, val in ATTRS[name].items()} |
                         {"GRIB_missingValue": 3.4028234663852886e38,
                          "coordinates": "number valid_time latitude longitude expver"})
-            v[:] = arr
+            for a, b in _blocks(times.size, lat.size * lon.size):
+                v[a:b] = arr(a, b)
 
 
 def _write_legacy(path, times, lat, lon, levels, data, prelim) -> None:
@@ -325,7 +328,10 @@ def _write_legacy(path, times, lat, lon, levels, data, prelim) -> None:
         dims = ("time",) + (("expver",) if with_expver else ()) + (
             ("level",) if levels else ()) + ("latitude", "longitude")
         for name, arr in data.items():
-            lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+            lo, hi = np.inf, -np.inf  # first pass: the range, for this file's packing
+            for a, b in _blocks(times.size, lat.size * lon.size):
+                block = arr(a, b)
+                lo, hi = min(lo, float(np.nanmin(block))), max(hi, float(np.nanmax(block)))
             scale = (hi - lo) / 65533 if hi > lo else 1.0
             offset = lo + 32766 * scale  # min -> -32766, max -> 32767; -32767 is fill
             v = ds.createVariable(name, "i2", dims, fill_value=np.int16(-32767))
@@ -333,11 +339,20 @@ def _write_legacy(path, times, lat, lon, levels, data, prelim) -> None:
                          "missing_value": np.int16(-32767)} | {
                 k: val for k, val in ATTRS[name].items() if k != "GRIB_paramId"})
             v.set_auto_maskandscale(False)
-            packed = np.where(np.isnan(arr), -32767,
-                              np.round((arr - offset) / scale)).astype(np.int16)
-            if with_expver:
-                full = np.full((arr.shape[0], 2) + arr.shape[1:], -32767, dtype=np.int16)
-                full[~prelim, 0] = packed[~prelim]
-                full[prelim, 1] = packed[prelim]
-                packed = full
-            v[:] = packed
+            for a, b in _blocks(times.size, lat.size * lon.size):
+                block = arr(a, b)
+                packed = np.where(np.isnan(block), -32767,
+                                  np.round((block - offset) / scale)).astype(np.int16)
+                if with_expver:
+                    p = prelim[a:b]
+                    full = np.full((b - a, 2) + block.shape[1:], -32767, dtype=np.int16)
+                    full[~p, 0] = packed[~p]
+                    full[p, 1] = packed[p]
+                    packed = full
+                v[a:b] = packed
+
+
+def _blocks(n: int, points: int, budget: int = 8_000_000) -> list[tuple[int, int]]:
+    """Time blocks of at most ``budget`` grid values (bounds the writer's memory)."""
+    step = max(1, budget // max(points, 1))
+    return [(a, min(n, a + step)) for a in range(0, n, step)]

@@ -1,0 +1,218 @@
+"""``era5cache bench loader``: samples/s and GB/s of the ways to feed the same windows.
+
+All paths produce the same normalised windows (x: seq_len frames, y: the target) of the
+same cache, batch size ``--batch-size``, in one run:
+
+(a) the original way: per-sample xarray reads of a NetCDF copy of the 2-degree data, in the
+    main process (DataLoader, num_workers=0);
+(b) xbatcher over the Zarr store; (c) per-sample Zarr reads;
+(d) ``CachedERA5Dataset`` per sample (``__getitem__``), 0 and 2 workers;
+(e) batched ``__getitems__``; (f) GPU-resident batches (on CUDA when present, else CPU);
+(g) the ceiling: ``numpy.copyto`` of the same number of bytes.
+Then the anonymous (non page-cache) resident memory of 4 worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..dataset import CachedERA5Dataset
+from ..errors import CacheError
+from .common import machine, table, write_json
+
+
+class _PerSample(Dataset):
+    """Hides ``__getitems__`` so the DataLoader fetches one window at a time."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        return self.ds[i]
+
+
+class _XarrayNetCDF(Dataset):
+    """The original way: every sample re-read from the NetCDF file through xarray."""
+
+    def __init__(self, path, ref: CachedERA5Dataset):
+        self.path, self.ref = path, ref
+        self.mean = ref.stats["mean"].astype(np.float32)[:, None, None]
+        self.std = ref.stats["std"].astype(np.float32)[:, None, None]
+
+    def __len__(self):
+        return len(self.ref)
+
+    def __getitem__(self, i):
+        import xarray as xr
+
+        s = int(self.ref.starts[i])
+        n = self.ref.seq_len
+        with xr.open_dataset(self.path) as ds:
+            win = ds.isel(time=slice(s, s + n + self.ref.lead))
+            arr = np.stack([win[c].values for c in self.ref.channels], axis=1)
+        x = np.nan_to_num((arr[:n] - self.mean) / self.std)
+        y = np.nan_to_num((arr[n - 1 + self.ref.lead] - self.mean) / self.std)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+class _ZarrPerSample(Dataset):
+    def __init__(self, path, ref: CachedERA5Dataset):
+        import zarr
+
+        g = zarr.open_group(str(path), mode="r")
+        self.arrays = [g[c] for c in ref.channels]
+        self.ref = ref
+        self.mean = ref.stats["mean"].astype(np.float32)[:, None, None]
+        self.std = ref.stats["std"].astype(np.float32)[:, None, None]
+
+    def __len__(self):
+        return len(self.ref)
+
+    def __getitem__(self, i):
+        s = int(self.ref.starts[i])
+        n = self.ref.seq_len
+        arr = np.stack([a[s:s + n + self.ref.lead] for a in self.arrays], axis=1)
+        x = np.nan_to_num((arr[:n] - self.mean) / self.std)
+        y = np.nan_to_num((arr[n - 1 + self.ref.lead] - self.mean) / self.std)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def _timed(batches, budget_s: float, max_batches: int) -> tuple[int, float]:
+    """Consume batches for about ``budget_s``; returns (samples, seconds)."""
+    n, t0 = 0, time.perf_counter()
+    for k, b in enumerate(batches):
+        n += b[0].shape[0]
+        if time.perf_counter() - t0 > budget_s or k + 1 >= max_batches:
+            break
+    return n, time.perf_counter() - t0
+
+
+def _loader(ds, batch, workers=0, collate=None, ctx=None):
+    kw = dict(num_workers=workers, persistent_workers=False, pin_memory=False)
+    if workers:
+        kw["multiprocessing_context"] = ctx or "fork"
+        kw["prefetch_factor"] = 4
+    return DataLoader(ds, batch_size=batch, shuffle=True, collate_fn=collate,
+                      generator=torch.Generator().manual_seed(0), **kw)
+
+
+def _rss_anon(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def main(args) -> int:
+    root = Path(args.data)
+    try:
+        ds = CachedERA5Dataset(root, split="train", seq_len=args.seq_len, lead=1)
+    except CacheError as exc:
+        raise CacheError(f"{exc} (the loader benchmark reads the cache of `make preprocess`)")
+    B, budget = args.batch_size, args.seconds
+    sample_bytes = (ds.seq_len + 1) * len(ds.channels) * 80 * 180 * 4
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    nc = work / "era5_2deg_copy.nc"
+    if not nc.exists():
+        import xarray as xr
+
+        with xr.open_zarr(root / "era5_2deg.zarr") as z:
+            z.load().to_netcdf(nc.with_suffix(".tmp"))
+        os.replace(nc.with_suffix(".tmp"), nc)
+    results: dict[str, dict] = {}
+
+    def record(name, n, secs):
+        results[name] = {"samples_per_s": n / secs, "gb_per_s": n * sample_bytes / secs / 1e9}
+        print(f"  {name}: {n / secs:,.0f} samples/s", flush=True)
+
+    np.asarray(ds.data).sum()  # warm the page cache for every path
+    record("(a) original: xarray NetCDF per sample, main process",
+           *_timed(_loader(_XarrayNetCDF(nc, ds), B), budget, 10**9))
+    try:
+        import xarray as xr
+        import xbatcher
+
+        z = xr.open_zarr(root / "era5_2deg.zarr")[ds.channels].to_array("channel")
+        z = z.transpose("time", "channel", "lat", "lon")
+        gen = xbatcher.BatchGenerator(z, input_dims={"time": ds.seq_len + 1},
+                                      input_overlap={"time": ds.seq_len})
+
+        def xb():
+            batch = []
+            for w in gen:
+                batch.append(np.nan_to_num(w.values))
+                if len(batch) == B:
+                    yield (np.stack(batch),)
+                    batch = []
+
+        record("(b) xbatcher over Zarr", *_timed(xb(), budget, 10**9))
+    except ImportError:
+        print("  (b) skipped: xbatcher not installed")
+    record("(c) Zarr per sample", *_timed(_loader(_ZarrPerSample(root / "era5_2deg.zarr", ds),
+                                                  B), budget, 10**9))
+    record("(d) CachedERA5Dataset per sample, 0 workers",
+           *_timed(_loader(_PerSample(ds), B), budget, 10**9))
+    record("(d) CachedERA5Dataset per sample, 2 workers",
+           *_timed(_loader(_PerSample(ds), B, workers=2), budget, 10**9))
+    record("(e) CachedERA5Dataset batched __getitems__",
+           *_timed(_loader(ds, B, collate=CachedERA5Dataset.collate), budget, 10**9))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    res = ds.to_device(device, batch_size=B, shuffle=True)
+
+    def resident():
+        for _ in range(10**6):
+            for b in res:
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                yield b
+
+    record(f"(f) GPU-resident batches ({device})", *_timed(resident(), budget, 10**9))
+    src = np.asarray(ds.data).reshape(-1)
+    dst = np.empty(B * sample_bytes // 4, dtype=np.float32)
+    src = src[: (src.size // dst.size) * dst.size].reshape(-1, dst.size)
+
+    def copies():
+        k = 0
+        while True:
+            np.copyto(dst, src[k % src.shape[0]])
+            k += 1
+            yield (np.empty((B,)),)
+
+    record("(g) ceiling: numpy.copyto of the same bytes", *_timed(copies(), budget, 10**9))
+    # Resident memory of 4 workers beyond the shared page cache (anonymous RSS).
+    dl = _loader(ds, B, workers=4, collate=CachedERA5Dataset.collate)
+    it = iter(dl)
+    for _ in range(40):
+        next(it)
+    pids = [w.pid for w in it._workers]
+    anon = [_rss_anon(p) / 1e6 for p in pids]
+    baseline = _rss_anon(os.getpid()) / 1e6
+    del it
+    ceiling = results["(g) ceiling: numpy.copyto of the same bytes"]["samples_per_s"]
+    orig = results["(a) original: xarray NetCDF per sample, main process"]["samples_per_s"]
+    xbr = results.get("(b) xbatcher over Zarr", {}).get("samples_per_s")
+    rows = [(k, f"{v['samples_per_s']:,.0f}", f"{v['gb_per_s']:.2f}",
+             f"{v['samples_per_s'] / orig:,.1f}",
+             f"{v['samples_per_s'] / xbr:,.1f}" if xbr else "-",
+             f"{100 * v['samples_per_s'] / ceiling:.0f}%") for k, v in results.items()]
+    print(f"cache {root}: {len(ds)} train windows, seq_len {ds.seq_len}, "
+          f"{len(ds.channels)} channels, {sample_bytes / 1e3:.0f} kB per sample, batch {B}")
+    print(table(rows, ("path", "samples/s", "GB/s", "x original", "x xbatcher", "of memcpy")))
+    print(f"4 DataLoader workers: anonymous RSS {', '.join(f'{a:.0f}' for a in anon)} MB "
+          f"(main process {baseline:.0f} MB); page-cache pages of the map are shared")
+    write_json(args.json, {"benchmark": "loader", "machine": machine(), "batch_size": B,
+                           "sample_bytes": sample_bytes, "results": results,
+                           "worker_anon_rss_mb": anon,
+                           "cuda": torch.cuda.get_device_name() if device == "cuda" else None})
+    return 0

@@ -1,0 +1,136 @@
+"""The RATransformer and its trainer: loss mask, EMA, skill metric, resume, DDP on 2 CPUs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from era5cache.model import (
+    ModelConfig,
+    RATransformer,
+    masked_mse,
+    real_spherical_harmonics,
+)
+from era5cache.sample import SampleSpec, write_sample
+from era5cache.skill import SkillAccumulator
+
+TINY = dict(d_model=32, num_heads=4, num_layers=1, dim_feedforward=64, recursion_depth=2,
+            sh_degree=2)
+
+
+def test_masked_mse_ignores_invalid_points():
+    pred = torch.tensor([[1.0, 2.0], [3.0, 100.0]])
+    target = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    mask = torch.tensor([[True, True], [True, False]])
+    assert masked_mse(pred, target, mask).item() == pytest.approx((1 + 4 + 9) / 3)
+    w = torch.tensor([[2.0], [1.0]])  # channel weights (C, 1) broadcast
+    assert masked_mse(pred, target, mask, w).item() == pytest.approx((4 + 16 + 9) / 3)
+    assert masked_mse(pred, target, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_spherical_harmonics_are_orthonormal():
+    lat = np.linspace(-89.5, 89.5, 180)
+    lon = np.arange(360) + 0.5
+    y = real_spherical_harmonics(lat, lon, 3)
+    area = np.cos(np.deg2rad(lat))[:, None] * np.deg2rad(1.0) ** 2
+    gram = np.einsum("khw,jhw,hw->kj", y, y, np.broadcast_to(area, y.shape[1:]))
+    np.testing.assert_allclose(gram, np.eye(16), atol=2e-3)
+
+
+def test_untrained_residual_model_is_persistence_and_shapes():
+    cfg = ModelConfig(channels=2, **TINY)
+    m = RATransformer(cfg, increment_scale=torch.tensor([0.1, 0.5])).eval()
+    x = torch.randn(3, 2, 2, 80, 180)
+    out = m(x)
+    assert out.shape == (3, 2, 80, 180)
+    assert torch.equal(out, x[:, -1])
+    m2 = RATransformer(ModelConfig(channels=2, residual=False, **TINY)).eval()
+    assert not torch.equal(m2(x), x[:, -1])
+
+
+def test_lat_weighted_rmse_by_hand():
+    lat = np.array([-60.0, 0.0, 60.0])
+    std = np.array([2.0])
+    acc = SkillAccumulator(lat, std)
+    target = torch.zeros(1, 1, 3, 2)
+    pred = torch.tensor([[[[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]]])
+    mask = torch.tensor([[[[True, True], [True, True], [True, False]]]])
+    acc.update({"model": pred, "persistence": target, "climatology": target}, target, mask)
+    r = acc.compute()
+    w = np.cos(np.deg2rad(lat))
+    w = w / w.mean()  # 0.5, 1, 0.5 -> normalised
+    num = 2 * w[0] * 1 + 2 * w[1] * 4 + 1 * w[2] * 9
+    den = 2 * w[0] + 2 * w[1] + 1 * w[2]
+    assert r["model"][0] == pytest.approx(np.sqrt(num / den) * 2.0)
+    assert r["persistence"][0] == 0.0
+
+
+@pytest.fixture(scope="module")
+def small_cache(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("traincache")
+    write_sample(tmp / "in", SampleSpec(start="2019-01-01", end="2019-01-20T18",
+                                        resolution=2.0, variables=("sst", "t2m")))
+    recipe = tmp / "r.yaml"
+    recipe.write_text(
+        f"inputs: [{tmp / 'in'}]\noutput: {tmp / 'cache'}\nvariables: [sst, t2m]\n"
+        "hash_inputs: false\ndask: {workers: 1, memory_limit: 1GiB}\n"
+        "periods:\n  train: ['2019-01-01', '2019-01-14T18']\n"
+        "  val: ['2019-01-15', '2019-01-20T18']\n")
+    run_cli("preprocess", recipe, "--no-progress")
+    return tmp / "cache"
+
+
+def _train_yaml(tmp, cache, epochs=2, ema=0.9):
+    p = tmp / "train.yaml"
+    p.write_text(
+        f"data: {cache}\nmodel: {json.dumps(TINY)}\n"
+        f"optim: {{lr: 1.0e-3, ema_decay: {ema}}}\n"
+        f"trainer: {{max_epochs: {epochs}, batch_size: 8, out: {tmp / 'run'}, "
+        "log_every_n_steps: 1, num_workers: 0}\n")
+    return p
+
+
+@pytest.mark.slow
+def test_train_resume_and_ema(small_cache, tmp_path):
+    import lightning  # noqa: F401  (the checkpoint holds Lightning state)
+
+    cfg = _train_yaml(tmp_path, small_cache, epochs=1)
+    r = run_cli("train", cfg)
+    assert "val: latitude-weighted RMSE" in r.stdout and "persistence" in r.stdout
+    run = tmp_path / "run"
+    for name in ("loss.png", "prediction.png", "summary.json", "logs/metrics.csv",
+                 "checkpoints/last.ckpt"):
+        assert (run / name).exists(), name
+    s1 = json.loads((run / "summary.json").read_text())
+    steps1 = s1["global_step"]
+    assert steps1 == (14 * 4 - 2) // 8  # 54 windows, drop_last
+    ck1 = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    # EMA: the averaged weights differ from the raw ones, and lie between init and raw.
+    raw = ck1["state_dict"]["model.head.weight"]
+    avg_key = next(k for k in ck1 if "averag" in k.lower())
+    avg_state = ck1[avg_key]
+    avg = next(v for k, v in avg_state.items() if k.endswith("model.head.weight"))
+    assert not torch.equal(raw, avg) and avg.abs().sum() > 0
+    # Resume for one more epoch: the step count continues and optimizer state is restored.
+    r2 = run_cli("train", cfg, "--max-epochs", "2", "--resume", "last")
+    s2 = json.loads((run / "summary.json").read_text())
+    assert s2["global_step"] == 2 * steps1
+    ck2 = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    st1 = ck1["optimizer_states"][0]["state"]
+    st2 = ck2["optimizer_states"][0]["state"]
+    assert int(st2[0]["step"]) == int(st1[0]["step"]) + steps1
+    assert "trained 2 epochs" in r2.stdout
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(small_cache, tmp_path):
+    cfg = _train_yaml(tmp_path, small_cache, epochs=1, ema=0)
+    r = run_cli("train", cfg, "--devices", "2", "--strategy", "ddp", "--data-mode", "resident")
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    # 54 windows over 2 ranks: 27 each -> 3 full batches of 8 per rank.
+    assert s["global_step"] == 3
+    assert "val: latitude-weighted RMSE" in r.stdout
