@@ -109,12 +109,14 @@ def test_train_resume_and_ema(small_cache, tmp_path):
     steps1 = s1["global_step"]
     assert steps1 == (14 * 4 - 2) // 8  # 54 windows, drop_last
     ck1 = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    # EMA: the averaged weights differ from the raw ones, and lie between init and raw.
-    raw = ck1["state_dict"]["model.head.weight"]
-    avg_key = next(k for k in ck1 if "averag" in k.lower())
-    avg_state = ck1[avg_key]
-    avg = next(v for k, v in avg_state.items() if k.endswith("model.head.weight"))
+    # EMA (Lightning WeightAveraging): the checkpoint's state_dict holds the averaged weights,
+    # current_model_state the raw ones. The head starts at zero; with decay 0.9 over 6 steps
+    # the average lags the raw weights: smaller, non-zero, and different.
+    raw = ck1["current_model_state"]["model.head.weight"]
+    avg = ck1["state_dict"]["model.head.weight"]
+    assert ck1["averaging_state"]["n_averaged"] == steps1
     assert not torch.equal(raw, avg) and avg.abs().sum() > 0
+    assert avg.norm() < raw.norm()
     # Resume for one more epoch: the step count continues and optimizer state is restored.
     r2 = run_cli("train", cfg, "--max-epochs", "2", "--resume", "last")
     s2 = json.loads((run / "summary.json").read_text())

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import warnings
+from pathlib import Path
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -71,12 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--ema-decay", type=float)
 
     b = sub.add_parser("bench", help="benchmarks (ratios measured in one run)")
-    b.add_argument("what", choices=("preprocess", "loader"))
+    b.add_argument("what", choices=("preprocess", "loader", "train"))
     b.add_argument("--workdir", default="bench-results/work")
     b.add_argument("--data", default="data/cache", help="cache folder (loader)")
     b.add_argument("--batch-size", type=int, default=256, help="loader batch size")
     b.add_argument("--seq-len", type=int, default=2)
     b.add_argument("--seconds", type=float, default=4.0, help="time budget per loader path")
+    b.add_argument("--steps", type=int, default=10, help="timed training steps per path (CPU)")
     b.add_argument("--json", default=None, help="write results here")
     b.add_argument("--quick", action="store_true", help="smaller inputs")
     return p
@@ -190,8 +192,10 @@ def _cmd_train(args) -> int:
 def _cmd_bench(args) -> int:
     if args.what == "preprocess":
         from .bench.preprocess import main as bench_main
-    else:
+    elif args.what == "loader":
         from .bench.loader import main as bench_main
+    else:
+        from .bench.train import main as bench_main
     return bench_main(args)
 
 

@@ -3,7 +3,9 @@
 Pure PyTorch (no Lightning). Shapes: input ``x`` (batch, seq_len, channel, lat, lon)
 normalised, NaN already filled; output (batch, channel, lat, lon) in the same units.
 
-* Token embedding: the flattened frame (channel*lat*lon) -> ``d_model`` (linear).
+* Token embedding: the flattened frame (channel*lat*lon) -> ``d_model`` (linear), taken as
+  the anomaly from ``input_offset`` (the per-point training climatology, normalised), so
+  that the tokens carry what changes rather than the fixed pole-to-equator pattern.
 * Positional encoding: a learned embedding of the token's position in the sequence plus a
   spherical-harmonic encoding of the frame: its area-weighted projection onto real spherical
   harmonics up to degree ``sh_degree`` (the basis is precomputed once as a buffer), mapped to
@@ -152,7 +154,8 @@ class Block(nn.Module):
 
 
 class RATransformer(nn.Module):
-    def __init__(self, cfg: ModelConfig, increment_scale: torch.Tensor | None = None):
+    def __init__(self, cfg: ModelConfig, increment_scale: torch.Tensor | None = None,
+                 input_offset: torch.Tensor | None = None):
         super().__init__()
         self.cfg = cfg
         n = cfg.channels * cfg.height * cfg.width
@@ -164,13 +167,17 @@ class RATransformer(nn.Module):
         self.head = nn.Linear(cfg.d_model, n)
         scale = torch.ones(cfg.channels) if increment_scale is None else increment_scale
         self.register_buffer("increment_scale", scale.float().view(-1, 1, 1))
+        offset = (torch.zeros(cfg.channels, cfg.height, cfg.width) if input_offset is None
+                  else input_offset.float())
+        self.register_buffer("input_offset", offset)
         if cfg.residual:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, s = x.shape[:2]
-        h = self.embed(x.reshape(b, s, -1)) + self.pos[:s] + self.sh(x)
+        a = x - self.input_offset.to(x.dtype)  # anomalies: the tokens see what changes
+        h = self.embed(a.reshape(b, s, -1)) + self.pos[:s] + self.sh(a)
         for blk in self.blocks:
             h = blk(h)
         out = self.head(self.norm(h[:, -1])).view(b, self.cfg.channels, self.cfg.height,

@@ -132,6 +132,7 @@ class ForecastModule(L.LightningModule):
         incr = torch.tensor(np.where(np.isfinite(diff) & (diff > 0), diff / std, 1.0),
                             dtype=torch.float32)
         self.model = RATransformer(ModelConfig(**model_cfg), increment_scale=incr)
+        self.step_model = torch.compile(self.model) if compile else self.model
         self.register_buffer("loss_weight", (1.0 / incr if loss_scale == "increment"
                                              else torch.ones_like(incr)).view(-1, 1, 1))
         self.register_buffer("climatology", torch.zeros(len(channels), model_cfg["height"],
@@ -142,12 +143,8 @@ class ForecastModule(L.LightningModule):
         self._skill: SkillAccumulator | None = None
         self.results: dict[str, dict] = {}
 
-    def configure_model(self):
-        if self.hparams.compile and not isinstance(self.model, torch._dynamo.OptimizedModule):
-            self.model = torch.compile(self.model)
-
     def forward(self, x):
-        return self.model(x)
+        return self.step_model(x)
 
     def training_step(self, batch, batch_idx):
         x, y, mask = batch[:3]
@@ -232,7 +229,9 @@ def build(cfg: TrainConfig):
     module = ForecastModule(mcfg, asdict(cfg.optim), cfg.trainer.loss_scale, raw_stats,
                             ds.channels, ds.lat.tolist(), cfg.trainer.batch_size,
                             cfg.trainer.compile)
-    module.climatology.copy_(dm.climatology())
+    clim = dm.climatology()
+    module.climatology.copy_(clim)  # the climatology baseline of the skill table
+    module.model.input_offset.copy_(clim)  # the model sees anomalies from it
     out = Path(cfg.trainer.out)
     has_val = len(dm.splits["val"]) > 0
     monitor = FeedMonitor()
