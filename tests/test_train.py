@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_cli
+
 from era5cache.model import (
     ModelConfig,
     RATransformer,

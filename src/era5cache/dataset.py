@@ -155,16 +155,20 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         return self._all_times[idx]
 
     def _prepare(self, x: np.ndarray, y: np.ndarray, starts: np.ndarray):
-        """Normalise in place, fill NaN, build outputs. x (..., S, C, H, W), y (..., C, H, W)."""
-        mask = ~np.isnan(y) if self.return_mask else None
-        for a in (x, y):
+        """Normalise in place, fill NaN, build outputs. x (..., S, C, H, W), y (..., C, H, W).
+
+        In-place torch kernels (one pass each; ``numpy.nan_to_num`` is ~15x slower here).
+        """
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        mask = torch.isnan(yt).logical_not_() if self.return_mask else None
+        scale, offset = torch.from_numpy(self._scale), torch.from_numpy(self._offset_c)
+        for t in (xt, yt):
             if self.normalize:
-                a *= self._scale
-                a += self._offset_c
-            np.nan_to_num(a, copy=False, nan=self.fill_value)
-        out = [torch.from_numpy(x), torch.from_numpy(y)]
+                t.mul_(scale).add_(offset)
+            torch.nan_to_num_(t, nan=self.fill_value)
+        out = [xt, yt]
         if mask is not None:
-            out.append(torch.from_numpy(mask))
+            out.append(mask)
         if self.return_time:
             idx = starts[..., None] + np.r_[np.arange(self.seq_len), self.seq_len - 1 + self.lead]
             out.append(torch.from_numpy(self._all_times[idx].astype(np.int64)))

@@ -47,11 +47,11 @@ class ResidentBatches:
             block = np.array(ds.data[a:b] if ds._ch_all else ds.data[a:b][:, ds._ch])
             if self.mask is not None:
                 self.mask[a - lo:b - lo] = torch.from_numpy(~np.isnan(block)).to(self.device)
+            t = torch.from_numpy(block)
             if ds.normalize:
-                block *= ds._scale
-                block += ds._offset_c
-            np.nan_to_num(block, copy=False, nan=ds.fill_value)
-            self.frames[a - lo:b - lo] = torch.from_numpy(block).to(self.device, dtype)
+                t.mul_(torch.from_numpy(ds._scale)).add_(torch.from_numpy(ds._offset_c))
+            torch.nan_to_num_(t, nan=ds.fill_value)
+            self.frames[a - lo:b - lo] = t.to(self.device, dtype)
         self.starts = torch.as_tensor(starts - lo, device=self.device)
         self.times = (torch.as_tensor(ds._all_times[lo:hi].astype(np.int64), device=self.device)
                       if ds.return_time else None)

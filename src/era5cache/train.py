@@ -127,7 +127,7 @@ class ForecastModule(L.LightningModule):
                  compile: bool = False):
         super().__init__()
         self.save_hyperparameters()
-        mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
+        std = np.asarray(stats["std"])
         diff = np.asarray(stats["diff_std"])
         incr = torch.tensor(np.where(np.isfinite(diff) & (diff > 0), diff / std, 1.0),
                             dtype=torch.float32)

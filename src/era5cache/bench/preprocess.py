@@ -49,7 +49,7 @@ def _make_input(folder: Path, hours: int) -> list[Path]:
 def _raw_decode(files: list[Path]) -> None:
     for f in files:
         with netCDF4.Dataset(f) as ds:
-            for name, v in ds.variables.items():
+            for v in ds.variables.values():
                 if v.ndim >= 3:
                     for a in range(0, v.shape[0], 24):
                         np.asarray(v[a:a + 24])
