@@ -13,13 +13,23 @@ import pytest
 from era5cache.sample import SampleSpec, write_sample
 
 ROOT = Path(__file__).resolve().parents[1]
-REALDATA = ROOT.parent / "shared" / "realdata"
+# Real CDS files live beside the project (../shared/realdata); ERA5CACHE_REALDATA overrides.
+REALDATA = Path(os.environ.get("ERA5CACHE_REALDATA", ROOT.parent / "shared" / "realdata"))
 CDO_GRID = ("gridtype = lonlat\nxsize = 180\nysize = 80\nxfirst = 1\nxinc = 2\n"
             "yfirst = -79\nyinc = 2\n")
 
 
 def realdata_files() -> list[Path]:
     return sorted(REALDATA.glob("*.nc"))
+
+
+def need_realdata() -> None:
+    """Skip (or fail under ERA5CACHE_REQUIRE_REALDATA=1) when the real files are absent."""
+    if realdata_files():
+        return
+    if os.environ.get("ERA5CACHE_REQUIRE_REALDATA"):
+        pytest.fail(f"real ERA5 files required but {REALDATA} holds none")
+    pytest.skip(f"no real ERA5 files in {REALDATA} (set ERA5CACHE_REALDATA)")
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import REALDATA, run_cdo_remapcon, run_cli
+from conftest import REALDATA, need_realdata, run_cdo_remapcon, run_cli
 
 from era5cache.cli import main as cli
 from era5cache.verify import verify
@@ -145,6 +145,7 @@ def test_inspect_and_verify_cli(cache, capsys):
 
 
 def test_regional_file_fails_with_one_line(tmp_path):
+    need_realdata()
     regional = REALDATA / "new_uach_sst_landnan_chile.nc"
     r = subprocess.run([sys.executable, "-m", "era5cache.cli", "preprocess", "--input",
                         str(REALDATA / "new_eric157_monthly_t2m_slt_mixed-expver_india.nc"),
@@ -160,6 +161,7 @@ def test_regional_file_fails_with_one_line(tmp_path):
 
 def test_global_realdata_file_runs(tmp_path):
     """The real 20-degree global legacy file covers the target: a one-step cache."""
+    need_realdata()
     out = tmp_path / "o"
     run_cli("preprocess", "--input", REALDATA / "old_earthkit_global20deg_t2m.nc",
             "--output", out, "--workers", "1", "--no-progress")

@@ -67,6 +67,8 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
                                 for c in f["channel"][:]]
                 self._all_times = f["time"][:].astype("datetime64[s]")
                 mean, std = f["mean"][:].astype(np.float64), f["std"][:].astype(np.float64)
+                diff_std = (f["diff_std"][:].astype(np.float64) if "diff_std" in f
+                            else np.full(mean.shape, np.nan))
                 periods = {s: str(f.attrs.get(f"{s}_period", "")) for s in ("train", "val",
                                                                               "test")}
                 step = str(f.attrs.get("time_step", "")) or None
@@ -83,7 +85,8 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         self.channels = channels
         self._ch = np.array([all_channels.index(c) for c in channels])
         self._ch_all = self._ch.tolist() == list(range(len(all_channels)))
-        self.stats = {"mean": mean[self._ch], "std": std[self._ch]}
+        self.stats = {"mean": mean[self._ch], "std": std[self._ch],
+                      "diff_std": diff_std[self._ch]}
         self.seq_len, self.lead = seq_len, lead
         self.normalize, self.fill_value = normalize, float(fill_value)
         self.return_mask, self.return_time = return_mask, return_time

@@ -193,9 +193,9 @@ class ForecastModule(L.LightningModule):
         self._eval_end("test")
 
     def on_train_epoch_start(self):
-        dl = self.trainer.datamodule.train_dataloader() if self.trainer.datamodule else None
-        if hasattr(dl, "set_epoch"):
-            dl.set_epoch(self.current_epoch)
+        dm = self.trainer.datamodule
+        if dm is not None and dm.mode == "resident":  # DataLoaders: Lightning sets the epoch
+            dm.train_dataloader().set_epoch(self.current_epoch)
 
     def configure_optimizers(self):
         o = self.hparams.optim_cfg
@@ -219,11 +219,7 @@ def build(cfg: TrainConfig):
     L.seed_everything(cfg.trainer.seed, workers=True)
     dm = ERA5DataModule(cfg)
     ds = dm.train_ds
-    raw_stats = {"mean": ds.stats["mean"].tolist(), "std": ds.stats["std"].tolist()}
-    import h5py
-
-    with h5py.File(ds.path, "r") as f:
-        raw_stats["diff_std"] = f["diff_std"][:][ds._ch].astype(float).tolist()
+    raw_stats = {k: v.tolist() for k, v in ds.stats.items()}
     mcfg = asdict(cfg.model) | {"channels": len(ds.channels), "height": ds._shape[2],
                                 "width": ds._shape[3]}
     module = ForecastModule(mcfg, asdict(cfg.optim), cfg.trainer.loss_scale, raw_stats,
