@@ -157,3 +157,13 @@ def test_different_grids_rejected(sample_new, tmp_path):
                                               resolution=2.0, variables=("t2m",)))[0]
     with pytest.raises(InputError, match="grid .* differs from"):
         open_era5([sample_new / "era5_single-levels_2019-01.nc", other])
+
+
+def test_truncated_files_are_errors(sample_new, sample_legacy, tmp_path):
+    for src, expect in ((sample_legacy / "era5_single-levels_2019-01.nc", "truncated netCDF3"),
+                        (sample_new / "era5_single-levels_2019-01.nc",
+                         "not a readable NetCDF file")):
+        cut = tmp_path / src.name
+        cut.write_bytes(src.read_bytes()[: src.stat().st_size * 2 // 3])
+        with pytest.raises(InputError, match=f"{cut.name}: {expect}"):
+            open_file(cut)

@@ -36,6 +36,7 @@ from .reader import TARGET_CHUNK_BYTES, Era5Inputs, open_era5, select_channels
 from .regrid import ConservativeRegridder, CoverageError
 from .regrid_xarray import regrid_dataset
 from .timeaxis import format_step
+from .writelock import exclusive_writer
 
 
 @dataclass(frozen=True)
@@ -128,11 +129,18 @@ def dask_client(cfg: PreprocessConfig) -> Iterator:
 
 
 def run(cfg: PreprocessConfig, progress: bool = True) -> JobResult:
-    """Run the whole job and publish the cache into ``cfg.output``."""
-    t0 = time.perf_counter()
-    stages: dict[str, float] = {}
+    """Run the whole job and publish the cache into ``cfg.output`` (one writer at a time)."""
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
+    with exclusive_writer(out):
+        for old in out.glob(".staging-*"):  # left by a crashed run; safe under the lock
+            shutil.rmtree(old, ignore_errors=True)
+        return _run_locked(cfg, out, progress)
+
+
+def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool) -> JobResult:
+    t0 = time.perf_counter()
+    stages: dict[str, float] = {}
     staging = out / f".staging-{uuid.uuid4().hex[:12]}"
     staging.mkdir()
     inputs = None

@@ -129,9 +129,28 @@ def _find(ds: xr.Dataset, names: tuple[str, ...], units: tuple[str, ...] = ()) -
     return None
 
 
+def check_classic_size(path: Path) -> None:
+    """A truncated netCDF3 file opens and reads fill/garbage silently: compare its size with
+    the bytes its variables need (classic files store them unpadded, uncompressed)."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic[:3] != b"CDF":
+        return
+    import netCDF4
+
+    with netCDF4.Dataset(path) as nc:
+        need = sum(int(np.prod(v.shape)) * v.dtype.itemsize for v in nc.variables.values())
+    have = path.stat().st_size
+    if have < need:
+        raise InputError(f"{path}: truncated netCDF3 file ({have} bytes, its variables need "
+                         f"at least {need}); download it again")
+
+
 def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES) -> xr.Dataset:
     """Open one ERA5 NetCDF file and normalise it (see module docstring). Lazy (Dask)."""
     path = Path(path)
+    if path.is_file():
+        check_classic_size(path)
     try:
         raw = xr.open_dataset(path, engine="netcdf4", chunks=None, decode_timedelta=False,
                               cache=False)
