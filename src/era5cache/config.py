@@ -147,11 +147,8 @@ def _period(value, where: str) -> Period | None:
     return p
 
 
-def load_preprocess_config(path: str | Path | None) -> PreprocessConfig:
-    """Read a recipe; ``None`` gives the built-in defaults."""
-    if path is None:
-        return PreprocessConfig()
-    path = Path(path)
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file; :class:`ConfigError` naming the file otherwise."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as exc:
@@ -160,7 +157,15 @@ def load_preprocess_config(path: str | Path | None) -> PreprocessConfig:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    data = dict(data)
+    return dict(data)
+
+
+def load_preprocess_config(path: str | Path | None) -> PreprocessConfig:
+    """Read a recipe; ``None`` gives the built-in defaults."""
+    if path is None:
+        return PreprocessConfig()
+    path = Path(path)
+    data = read_yaml_mapping(path)
     where = str(path)
     if "inputs" in data:
         inp = data["inputs"]

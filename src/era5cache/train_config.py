@@ -6,10 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from .config import _build
-from .errors import ConfigError
+from .config import _build, read_yaml_mapping
 from .model import ModelConfig
 
 
@@ -59,15 +56,7 @@ def load_train_config(path: str | Path | None) -> TrainConfig:
     if path is None:
         return TrainConfig()
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: no such configuration file") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    data = dict(data)
+    data = read_yaml_mapping(path)
     for key, cls in (("model", ModelConfig), ("optim", OptimConfig), ("trainer", TrainerConfig)):
         if key in data:
             data[key] = _build(cls, data[key] or {}, f"{path}: {key}")

@@ -40,36 +40,11 @@ class _PerSample(Dataset):
         return self.ds[i]
 
 
-class _XarrayNetCDF(Dataset):
-    """The original way: every sample re-read from the NetCDF file through xarray."""
+class _RawWindows(Dataset):
+    """Windows of ``ref`` read by ``_read(start, count)`` in physical units (time, C, H, W),
+    normalised per sample in numpy, as the original code did."""
 
-    def __init__(self, path, ref: CachedERA5Dataset):
-        self.path, self.ref = path, ref
-        self.mean = ref.stats["mean"].astype(np.float32)[:, None, None]
-        self.std = ref.stats["std"].astype(np.float32)[:, None, None]
-
-    def __len__(self):
-        return len(self.ref)
-
-    def __getitem__(self, i):
-        import xarray as xr
-
-        s = int(self.ref.starts[i])
-        n = self.ref.seq_len
-        with xr.open_dataset(self.path) as ds:
-            win = ds.isel(time=slice(s, s + n + self.ref.lead))
-            arr = np.stack([win[c].values for c in self.ref.channels], axis=1)
-        x = np.nan_to_num((arr[:n] - self.mean) / self.std)
-        y = np.nan_to_num((arr[n - 1 + self.ref.lead] - self.mean) / self.std)
-        return torch.from_numpy(x), torch.from_numpy(y)
-
-
-class _ZarrPerSample(Dataset):
-    def __init__(self, path, ref: CachedERA5Dataset):
-        import zarr
-
-        g = zarr.open_group(str(path), mode="r")
-        self.arrays = [g[c] for c in ref.channels]
+    def __init__(self, ref: CachedERA5Dataset):
         self.ref = ref
         self.mean = ref.stats["mean"].astype(np.float32)[:, None, None]
         self.std = ref.stats["std"].astype(np.float32)[:, None, None]
@@ -78,12 +53,40 @@ class _ZarrPerSample(Dataset):
         return len(self.ref)
 
     def __getitem__(self, i):
-        s = int(self.ref.starts[i])
-        n = self.ref.seq_len
-        arr = np.stack([a[s:s + n + self.ref.lead] for a in self.arrays], axis=1)
+        n, lead = self.ref.seq_len, self.ref.lead
+        arr = self._read(int(self.ref.starts[i]), n + lead)
         x = np.nan_to_num((arr[:n] - self.mean) / self.std)
-        y = np.nan_to_num((arr[n - 1 + self.ref.lead] - self.mean) / self.std)
+        y = np.nan_to_num((arr[n - 1 + lead] - self.mean) / self.std)
         return torch.from_numpy(x), torch.from_numpy(y)
+
+
+class _XarrayNetCDF(_RawWindows):
+    """The original way: every sample re-read from the NetCDF file through xarray."""
+
+    def __init__(self, path, ref: CachedERA5Dataset):
+        super().__init__(ref)
+        self.path = path
+
+    def _read(self, start, count):
+        import xarray as xr
+
+        with xr.open_dataset(self.path) as ds:
+            win = ds.isel(time=slice(start, start + count))
+            return np.stack([win[c].values for c in self.ref.channels], axis=1)
+
+
+class _ZarrPerSample(_RawWindows):
+    """Per-sample reads of the Zarr store (one read per channel)."""
+
+    def __init__(self, path, ref: CachedERA5Dataset):
+        import zarr
+
+        super().__init__(ref)
+        g = zarr.open_group(str(path), mode="r")
+        self.arrays = [g[c] for c in ref.channels]
+
+    def _read(self, start, count):
+        return np.stack([a[start:start + count] for a in self.arrays], axis=1)
 
 
 def _timed(batches, budget_s: float, max_batches: int) -> tuple[int, float]:
