@@ -167,3 +167,15 @@ def test_truncated_files_are_errors(sample_new, sample_legacy, tmp_path):
         cut.write_bytes(src.read_bytes()[: src.stat().st_size * 2 // 3])
         with pytest.raises(InputError, match=f"{cut.name}: {expect}"):
             open_file(cut)
+
+
+def test_unexpected_units_are_an_error(sample_new, tmp_path):
+    src = sample_new / "era5_single-levels_2019-01.nc"
+    bad = tmp_path / "celsius.nc"
+    shutil.copy(src, bad)
+    with netCDF4.Dataset(bad, "a") as ds:
+        ds["t2m"].units = "degC"
+    with pytest.raises(InputError, match=r"celsius\.nc: variable 't2m' is in 'degC', ERA5 "
+                                         r"delivers it in 'K'"):
+        open_era5([bad])
+    assert open_era5([bad], variables=["sst"]).dataset["sst"].attrs["units"] == "K"

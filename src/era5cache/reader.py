@@ -129,6 +129,26 @@ def _find(ds: xr.Dataset, names: tuple[str, ...], units: tuple[str, ...] = ()) -
     return None
 
 
+# Units ERA5 delivers for the variables users most often take (CDS spellings and CF ones).
+EXPECTED_UNITS = {
+    **dict.fromkeys(("t2m", "sst", "t", "d2m", "skt", "stl1"), ("K", "kelvin", "Kelvin")),
+    "z": ("m**2 s**-2", "m2 s-2", "m^2/s^2", "m2/s2"),
+    **dict.fromkeys(("u", "v", "u10", "v10", "u100", "v100"), ("m s**-1", "m s-1", "m/s")),
+    **dict.fromkeys(("msl", "sp"), ("Pa",)),
+}
+
+
+def check_units(ds: xr.Dataset, path: Path) -> None:
+    """A known variable in unexpected units (say degC for t2m) is an error, not a silent
+    offset of 273.15 in the cache. Variables without a units attribute pass."""
+    for v in ds.data_vars:
+        units = ds[v].attrs.get("units")
+        want = EXPECTED_UNITS.get(v)
+        if units is not None and want is not None and str(units).strip() not in want:
+            raise InputError(f"{path}: variable {v!r} is in {units!r}, ERA5 delivers it in "
+                             f"{want[0]!r}; convert the file or drop the variable")
+
+
 def check_classic_size(path: Path) -> None:
     """A truncated netCDF3 file opens and reads fill/garbage silently: compare its size with
     the bytes its variables need (classic files store them unpadded, uncompressed)."""
@@ -292,6 +312,7 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
             if not keep:
                 continue
             ds = ds[keep]
+        check_units(ds, f)
         g = SourceGrid(ds["lat"].values, ds["lon"].values)
         if grid is None:
             grid = (f, g)
