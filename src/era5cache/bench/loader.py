@@ -118,8 +118,10 @@ def _private_dirty(pid: int) -> int:
 
 
 def worker_memory(ds, batch: int, batches: int = 20) -> list[float]:
-    """Private dirty memory (MB) of each of 4 fork workers after ``batches`` batches."""
-    dl = _loader(ds, batch, workers=4, collate=CachedERA5Dataset.collate)
+    """Private dirty memory (MB) of each of 4 fork workers after ``batches`` batches, with
+    PyTorch's default prefetch_factor (2): mostly the batches each worker has in flight."""
+    dl = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=4,
+                    multiprocessing_context="fork", collate_fn=CachedERA5Dataset.collate)
     it = iter(dl)
     for _ in zip(range(batches), it, strict=False):
         pass
@@ -217,7 +219,8 @@ def main(args) -> int:
     print(f"cache {root}: {len(ds)} train windows, seq_len {ds.seq_len}, "
           f"{len(ds.channels)} channels, {sample_bytes / 1e3:.0f} kB per sample, batch {B}")
     print(table(rows, ("path", "samples/s", "GB/s", "x original", "x xbatcher", "of memcpy")))
-    print(f"4 fork DataLoader workers after 20 batches of 50: private dirty memory "
+    print(f"4 fork DataLoader workers (prefetch_factor 2) after 20 batches of 50: private "
+          f"dirty memory "
           f"{', '.join(f'{a:.0f}' for a in anon)} MB each (pages of the memory map stay in "
           "the shared page cache)")
     write_json(args.json, {"benchmark": "loader", "machine": machine(), "batch_size": B,
