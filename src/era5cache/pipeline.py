@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dask
 import numpy as np
 import xarray as xr
 
@@ -74,7 +75,7 @@ def read_chunk_bytes(cfg: PreprocessConfig) -> int:
 
     Measured: a worker process idles at ~150 MiB and peaks at about four read blocks above
     that (the block, its re-ordered view's consumers, regridding temporaries, the next block
-    read ahead); so a block is (limit - 160 MiB) / 5, between 4 and 64 MiB.
+    read ahead); so a block is (limit - 160 MiB) / 5, between 4 and 30 MiB.
     """
     from dask.utils import parse_bytes
 
@@ -122,10 +123,25 @@ def dask_client(cfg: PreprocessConfig) -> Iterator:
             yield client
         return
     n = cfg.dask.workers or max(1, os.cpu_count() or 1)
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                      memory_limit=cfg.dask.memory_limit, dashboard_address=None) as cluster, \
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(cfg)}), \
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                         memory_limit=cfg.dask.memory_limit, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         yield client
+
+
+def worker_environ(cfg: PreprocessConfig) -> dict[str, str]:
+    """Environment of local worker processes: Dask's defaults, with glibc malloc keeping
+    freed blocks (up to a quarter of the memory limit, at most 256 MiB) instead of returning
+    them to the OS at once. Dask's default (MALLOC_TRIM_THRESHOLD_=64 KiB) also fixes the mmap
+    threshold at 128 KiB, so every read block was a fresh mapping to page-fault."""
+    from dask.utils import parse_bytes
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    limit = parse_bytes(cfg.dask.memory_limit) if cfg.dask.memory_limit else 2**31
+    env["MALLOC_TRIM_THRESHOLD_"] = str(int(min(256 * 2**20, limit // 4)))
+    env["MALLOC_MMAP_THRESHOLD_"] = str(32 * 2**20)
+    return env
 
 
 def run(cfg: PreprocessConfig, progress: bool = True) -> JobResult:
