@@ -72,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--ema-decay", type=float)
 
     b = sub.add_parser("bench", help="benchmarks (ratios measured in one run)")
-    b.add_argument("what", choices=("preprocess", "loader", "train"))
+    b.add_argument("what", choices=("preprocess", "loader", "train", "synthetic-cache"))
+    b.add_argument("--out", default="bench-results/synthetic-cache",
+                   help="synthetic-cache: where to write it")
+    b.add_argument("--cache-steps", type=int, default=20000,
+                   help="synthetic-cache: number of 6-hourly steps")
     b.add_argument("--workdir", default="bench-results/work")
     b.add_argument("--data", default="data/cache", help="cache folder (loader)")
     b.add_argument("--batch-size", type=int, default=256, help="loader batch size")
@@ -192,6 +196,12 @@ def _cmd_train(args) -> int:
 def _cmd_bench(args) -> int:
     if args.what == "preprocess":
         from .bench.preprocess import main as bench_main
+    elif args.what == "synthetic-cache":
+        from .synthetic import write_synthetic_cache
+
+        out = write_synthetic_cache(args.out, args.cache_steps)
+        print(f"wrote a synthetic cache of {args.cache_steps} steps to {out}")
+        return 0
     elif args.what == "loader":
         from .bench.loader import main as bench_main
     else:

@@ -9,12 +9,12 @@ gap). Datasets are written without timestamps so that equal inputs give equal by
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
-import zarr
 
 from .config import SPLITS, Periods
 from .grid import TARGET_LAT, TARGET_LON
@@ -46,9 +46,20 @@ class CacheStats:
 def build_h5(zarr_path: Path, h5_path: Path, channels: list[str], axis: TimeAxis,
              periods: Periods, block_steps: int, channel_attrs: dict[str, dict]) -> CacheStats:
     """Write ``h5_path`` from the Zarr store, streaming ``block_steps`` steps at a time."""
+    import zarr
+
     group = zarr.open_group(str(zarr_path), mode="r")
     arrays = [group[ch] for ch in channels]
-    times = _zarr_times(group)
+    return write_h5(lambda a, b: np.stack([arr[a:b] for arr in arrays], axis=1),
+                    _zarr_times(group), h5_path, channels, axis, periods, block_steps,
+                    channel_attrs)
+
+
+def write_h5(read_block: Callable[[int, int], np.ndarray], times: np.ndarray, h5_path: Path,
+             channels: list[str], axis: TimeAxis, periods: Periods, block_steps: int,
+             channel_attrs: dict[str, dict]) -> CacheStats:
+    """Write the cache from ``read_block(a, b)`` -> (b - a, channel, 80, 180) float32 blocks
+    at ``times`` (datetime64[s]); statistics over ``periods.train``."""
     nt, nc = times.size, len(channels)
     masks = periods.masks(times)
     train = masks["train"]
@@ -61,7 +72,7 @@ def build_h5(zarr_path: Path, h5_path: Path, channels: list[str], axis: TimeAxis
         prev = None
         for a in range(0, nt, block_steps):
             b = min(nt, a + block_steps)
-            block = np.stack([arr[a:b] for arr in arrays], axis=1)  # (t, c, lat, lon)
+            block = np.asarray(read_block(a, b), dtype=np.float32)  # (t, c, lat, lon)
             data[a:b] = block
             moments.add(block[train[a:b]])
             ext, off = (block, 0) if prev is None else (np.concatenate([prev[None], block]), 1)

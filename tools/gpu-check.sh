@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One-shot GPU check for a lent H100/H200 (see DEVELOPERS brief: the device has torch,
+# lightning, h5py, numpy and xarray but no zarr, dask or netCDF4, and reaches no registry).
+# Runs from the repository root with the package from source; writes results under $OUT.
+#   run: bash tools/gpu-check.sh
+set -uo pipefail
+export PYTHONPATH=src
+OUT=${OUT:-/tmp/gpu-check}
+mkdir -p "$OUT"
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+python -c "import torch, lightning; print(torch.__version__, lightning.__version__, torch.cuda.get_device_name())" \
+  | tee "$OUT/versions.txt"
+# 1. GPU tests of the Dataset's resident mode and of the trainer (skip without CUDA).
+if python -c "import pytest" 2>/dev/null; then
+  python -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -20 | tee "$OUT/pytest.txt"
+else
+  echo "pytest not installed on this machine: GPU tests not run" | tee "$OUT/pytest.txt"
+fi
+# 2. The training benchmark on a synthetic cache (20,000 six-hourly steps, 3 channels).
+python -m era5cache.cli bench synthetic-cache --out /tmp/gpucache --cache-steps "${CACHE_STEPS:-20000}" \
+  | tee "$OUT/bench.txt"
+python -m era5cache.cli bench train --data /tmp/gpucache --steps "${CPU_STEPS:-10}" --json "$OUT/train.json" 2>&1 \
+  | grep -v -i warn | tee -a "$OUT/bench.txt"
