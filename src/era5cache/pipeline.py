@@ -130,6 +130,31 @@ def dask_client(cfg: PreprocessConfig) -> Iterator:
         yield client
 
 
+class BackgroundClient:
+    """Starts :func:`dask_client` in a thread, so the cluster boots while the inputs are
+    opened and checked (about a second saved per run); ``get()`` waits for it."""
+
+    def __init__(self, cfg: PreprocessConfig):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._cm = dask_client(cfg)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="era5cache-dask-start")
+        self._started = self._pool.submit(self._cm.__enter__)
+
+    def get(self):
+        return self._started.result()
+
+    def close(self) -> None:
+        try:
+            self._started.result()
+        except BaseException:  # it never started: nothing to close
+            pass
+        else:  # leave the context in the thread that entered it (Client uses a ContextVar)
+            self._pool.submit(self._cm.__exit__, None, None, None).result()
+        finally:
+            self._pool.shutdown()
+
+
 def worker_environ(cfg: PreprocessConfig) -> dict[str, str]:
     """Environment of local worker processes: Dask's defaults, with glibc malloc keeping
     freed blocks (up to a quarter of the memory limit, at most 256 MiB) instead of returning
@@ -160,6 +185,7 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool) -> JobResult:
     staging = out / f".staging-{uuid.uuid4().hex[:12]}"
     staging.mkdir()
     inputs = None
+    cluster = BackgroundClient(cfg)
     try:
         inputs, ds, regridder = plan(cfg, extract_dir=staging / "unzipped")
         channels = list(ds.data_vars)
@@ -178,7 +204,7 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool) -> JobResult:
         zarr_tmp = staging / ZARR_NAME
         inputs.close()  # no netCDF handle in this process while the client runs
         stages["plan"] = time.perf_counter() - t0
-        _write_zarr(regridded, zarr_tmp, cfg, progress)
+        _write_zarr(regridded, zarr_tmp, cfg, progress, cluster.get())
         stages["regrid+zarr"] = time.perf_counter() - t0 - sum(stages.values())
         h5_tmp = staging / H5_NAME
         stats = build_h5(zarr_tmp, h5_tmp, channels, inputs.axis, cfg.periods,
@@ -218,6 +244,7 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool) -> JobResult:
     finally:
         if inputs is not None:
             inputs.close()
+        cluster.close()
         _release_file_handles()
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -233,7 +260,8 @@ def _release_file_handles() -> None:
     gc.collect()
 
 
-def _write_zarr(ds: xr.Dataset, path: Path, cfg: PreprocessConfig, progress: bool) -> None:
+def _write_zarr(ds: xr.Dataset, path: Path, cfg: PreprocessConfig, progress: bool,
+                client) -> None:
     """Create the store from a template, then write each time chunk by region on Dask."""
     from dask.distributed import as_completed
 
@@ -254,20 +282,19 @@ def _write_zarr(ds: xr.Dataset, path: Path, cfg: PreprocessConfig, progress: boo
               for a, b in bounds]
     from distributed import KilledWorker
 
-    with dask_client(cfg) as client:
-        futures = client.compute(writes)
-        bar = _progress_bar(len(futures), progress)
-        try:
-            for fut in as_completed(futures):
-                fut.result()
-                bar.update(1)
-        except KilledWorker as exc:
-            raise ResourceError(
-                f"{path.parent.parent}: Dask workers died repeatedly (memory limit "
-                f"{cfg.dask.memory_limit} per worker?); raise dask.memory_limit or "
-                "--memory-limit") from exc
-        finally:
-            bar.close()
+    futures = client.compute(writes)
+    bar = _progress_bar(len(futures), progress)
+    try:
+        for fut in as_completed(futures):
+            fut.result()
+            bar.update(1)
+    except KilledWorker as exc:
+        raise ResourceError(
+            f"{path.parent.parent}: Dask workers died repeatedly (memory limit "
+            f"{cfg.dask.memory_limit} per worker?); raise dask.memory_limit or "
+            "--memory-limit") from exc
+    finally:
+        bar.close()
 
 
 def _progress_bar(total: int, enabled: bool):
