@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from era5cache.grid import cdo_grid_description
 from era5cache.sample import SampleSpec, write_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 # Real CDS files live beside the project (../shared/realdata); ERA5CACHE_REALDATA overrides.
 REALDATA = Path(os.environ.get("ERA5CACHE_REALDATA", ROOT.parent / "shared" / "realdata"))
-CDO_GRID = ("gridtype = lonlat\nxsize = 180\nysize = 80\nxfirst = 1\nxinc = 2\n"
-            "yfirst = -79\nyinc = 2\n")
 
 
 def realdata_files() -> list[Path]:
@@ -46,7 +45,7 @@ def cdo():
 def run_cdo_remapcon(cdo: str, src: Path, dst: Path, tmp: Path, area_min: float | None,
                      var: str | None = None) -> None:
     grid = tmp / "target_grid.txt"
-    grid.write_text(CDO_GRID)
+    grid.write_text(cdo_grid_description())
     env = dict(os.environ)
     if area_min is not None:
         env["REMAP_AREA_MIN"] = str(area_min)

@@ -100,6 +100,10 @@ def test_getitems_and_collate(cache):
     assert torch.equal(x, dx) and torch.equal(y, dy) and torch.equal(m, dm)
     for k, i in enumerate([3, 0, 7]):
         assert torch.equal(x[k], ds[i][0]) and torch.equal(y[k], ds[i][1])
+    # A DataLoader with the default collate gives the same batches as with ``collate``.
+    plain = next(iter(DataLoader(ds, batch_size=8)))
+    fast = next(iter(DataLoader(ds, batch_size=8, collate_fn=CachedERA5Dataset.collate)))
+    assert all(torch.equal(u, v) for u, v in zip(plain, fast, strict=True))
 
 
 def _batches(ds, **kw):

@@ -17,6 +17,7 @@ further copy (the default collate also works, with one extra copy).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
@@ -29,10 +30,22 @@ from .timeaxis import steps_between
 from .verify import check_manifest
 
 
-class _Batch(list):
-    """Per-sample views (for the default collate) plus the batched tensors (for ``collate``)."""
+class _Batch(Sequence):
+    """The batched tensors (taken whole by ``collate``), seen as a sequence of per-sample
+    views for the default collate; the views are made only when asked for."""
 
-    batched: tuple
+    def __init__(self, batched: tuple):
+        self.batched = batched
+
+    def __len__(self) -> int:
+        return int(self.batched[0].shape[0])
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        if not -len(self) <= k < len(self):
+            raise IndexError(k)
+        return tuple(t[k] for t in self.batched)
 
 
 class CachedERA5Dataset(torch.utils.data.Dataset):
@@ -199,10 +212,7 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         idx = np.asarray(indices, dtype=np.int64)
         s = self.starts[idx]
         x, y = self._gather(s)
-        batched = self._prepare(x, y, s)
-        batch = _Batch(tuple(t[k] for t in batched) for k in range(idx.size))
-        batch.batched = batched
-        return batch
+        return _Batch(self._prepare(x, y, s))
 
     @staticmethod
     def collate(batch):

@@ -120,3 +120,10 @@ def lon_bounds(lon: np.ndarray) -> np.ndarray:
     out[order, 0] = west - shift
     out[order, 1] = east - shift
     return out
+
+
+def cdo_grid_description() -> str:
+    """The target grid as a CDO grid description file (for ``cdo remapcon,FILE``)."""
+    return (f"gridtype = lonlat\nxsize = {NLON}\nysize = {NLAT}\n"
+            f"xfirst = {TARGET_LON[0]:g}\nxinc = {TARGET_RESOLUTION:g}\n"
+            f"yfirst = {TARGET_LAT[0]:g}\nyinc = {TARGET_RESOLUTION:g}\n")

@@ -33,7 +33,13 @@ from .grid import TARGET_LAT, TARGET_LON
 from .h5cache import build_h5, data_offset
 from .layout import FORMAT_VERSION, H5_NAME, MANIFEST_NAME, ZARR_NAME
 from .manifest import atomic_write_json, input_record
-from .reader import TARGET_CHUNK_BYTES, Era5Inputs, open_era5, select_channels
+from .reader import (
+    TARGET_CHUNK_BYTES,
+    Era5Inputs,
+    all_channels,
+    open_era5,
+    select_channels,
+)
 from .regrid import ConservativeRegridder, CoverageError
 from .regrid_xarray import regrid_dataset
 from .timeaxis import format_step
@@ -58,16 +64,6 @@ def _base_names(channels: tuple[str, ...] | None) -> list[str] | None:
         names.add(ch)
         names.add(ch.rstrip("0123456789"))
     return sorted(names)
-
-
-def all_channels(ds: xr.Dataset) -> list[str]:
-    out = []
-    for v in ds.data_vars:
-        if "level" in ds[v].dims:
-            out += [f"{v}{int(x)}" for x in ds["level"].values]
-        else:
-            out.append(v)
-    return out
 
 
 def read_chunk_bytes(cfg: PreprocessConfig) -> int:

@@ -152,17 +152,16 @@ def check_units(ds: xr.Dataset, path: Path) -> None:
                              f"{want[0]!r}; convert the file or drop the variable")
 
 
-def check_classic_size(path: Path) -> None:
+def check_classic_size(path: Path, raw: xr.Dataset) -> None:
     """A truncated netCDF3 file opens and reads fill/garbage silently: compare its size with
-    the bytes its variables need (classic files store them unpadded, uncompressed)."""
+    the bytes its variables need (classic files store them unpadded, uncompressed).
+    ``raw`` is the file as xarray opened it; the on-disk dtypes are in the encodings."""
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic[:3] != b"CDF":
         return
-    import netCDF4
-
-    with netCDF4.Dataset(path) as nc:
-        need = sum(int(np.prod(v.shape)) * v.dtype.itemsize for v in nc.variables.values())
+    need = sum(int(np.prod(v.shape)) * np.dtype(v.encoding.get("dtype", v.dtype)).itemsize
+               for v in raw.variables.values())
     have = path.stat().st_size
     if have < need:
         raise InputError(f"{path}: truncated netCDF3 file ({have} bytes, its variables need "
@@ -172,8 +171,6 @@ def check_classic_size(path: Path) -> None:
 def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES) -> xr.Dataset:
     """Open one ERA5 NetCDF file and normalise it (see module docstring). Lazy (Dask)."""
     path = Path(path)
-    if path.is_file():
-        check_classic_size(path)
     try:
         raw = xr.open_dataset(path, engine="netcdf4", chunks=None, decode_timedelta=False,
                               cache=False)
@@ -182,6 +179,7 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES) ->
             raise InputError(f"{path}: no such file") from exc
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: not a readable NetCDF file ({reason})") from exc
+    check_classic_size(path, raw)
     tdim = _find(raw, TIME_NAMES)
     lat = _find(raw, LAT_NAMES, ("degrees_north", "degree_north"))
     lon = _find(raw, LON_NAMES, ("degrees_east", "degree_east"))
@@ -409,6 +407,17 @@ def _concat_dedup(members: list[tuple[Path, xr.Dataset]]):
     return ds, src[sel], int((~keep).sum())
 
 
+def all_channels(ds: xr.Dataset) -> list[str]:
+    """Every channel of a normalised dataset: variables, one per pressure level ('z500')."""
+    out = []
+    for v in ds.data_vars:
+        if "level" in ds[v].dims:
+            out += [f"{v}{int(x)}" for x in ds["level"].values]
+        else:
+            out.append(v)
+    return out
+
+
 def select_channels(ds: xr.Dataset, channels: list[str] | tuple[str, ...], where: str = "inputs"
                     ) -> xr.Dataset:
     """One (time, lat, lon) variable per channel: 'sst' or variable + level in hPa ('z500')."""
@@ -428,12 +437,6 @@ def select_channels(ds: xr.Dataset, channels: list[str] | tuple[str, ...], where
             da.attrs = dict(ds[base].attrs)
             out[ch] = da
             continue
-        avail = []
-        for v in ds.data_vars:
-            if "level" in ds[v].dims:
-                avail += [f"{v}{int(x)}" for x in ds["level"].values]
-            else:
-                avail.append(v)
         raise InputError(f"{where}: requested variable {ch!r} is not in the inputs "
-                         f"(available: {', '.join(avail)})")
+                         f"(available: {', '.join(all_channels(ds))})")
     return xr.Dataset(out, attrs=ds.attrs)

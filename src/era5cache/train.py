@@ -135,13 +135,16 @@ class ForecastModule(L.LightningModule):
         self.step_model = torch.compile(self.model) if compile else self.model
         self.register_buffer("loss_weight", (1.0 / incr if loss_scale == "increment"
                                              else torch.ones_like(incr)).view(-1, 1, 1))
-        self.register_buffer("climatology", torch.zeros(len(channels), model_cfg["height"],
-                                                        model_cfg["width"]))
         self.std = std
         self.channels = channels
         self.lat = np.asarray(lat)
         self._skill: SkillAccumulator | None = None
         self.results: dict[str, dict] = {}
+
+    @property
+    def climatology(self) -> torch.Tensor:
+        """Per-point training-period mean, normalised (C, H, W): the model's input offset."""
+        return self.model.input_offset
 
     def forward(self, x):
         return self.step_model(x)
@@ -225,9 +228,9 @@ def build(cfg: TrainConfig):
     module = ForecastModule(mcfg, asdict(cfg.optim), cfg.trainer.loss_scale, raw_stats,
                             ds.channels, ds.lat.tolist(), cfg.trainer.batch_size,
                             cfg.trainer.compile)
-    clim = dm.climatology()
-    module.climatology.copy_(clim)  # the climatology baseline of the skill table
-    module.model.input_offset.copy_(clim)  # the model sees anomalies from it
+    # The model sees anomalies from the training climatology, which is also the
+    # climatology baseline of the skill table (ForecastModule.climatology).
+    module.model.input_offset.copy_(dm.climatology())
     out = Path(cfg.trainer.out)
     has_val = len(dm.splits["val"]) > 0
     monitor = FeedMonitor()

@@ -26,11 +26,9 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
+from ..grid import cdo_grid_description
 from ..sample import SampleSpec, write_sample
 from .common import machine, median_time, run_measured, table, write_json
-
-CDO_GRID = ("gridtype = lonlat\nxsize = 180\nysize = 80\nxfirst = 1\nxinc = 2\n"
-            "yfirst = -79\nyinc = 2\n")
 
 
 def _make_input(folder: Path, hours: int) -> list[Path]:
@@ -87,7 +85,7 @@ def main(args) -> int:
     try:
         if cdo:
             grid = tmp / "grid.txt"
-            grid.write_text(CDO_GRID)
+            grid.write_text(cdo_grid_description())
             env = dict(os.environ, REMAP_AREA_MIN="0.5")
             for label, extra in (("cdo remapcon", []), ("cdo -P 2 remapcon", ["-P", "2"])):
                 def run_cdo(extra=extra):
