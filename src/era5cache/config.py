@@ -102,8 +102,15 @@ class PreprocessConfig:
     periods: Periods = field(default_factory=Periods)
     dask: DaskSettings = field(default_factory=DaskSettings)
     hash_inputs: bool = True
+    all_nan_steps: str = "fail"  # or "skip": see era5cache.quality
     sample: SampleSettings | None = None
     source: str | None = None  # the recipe file, for messages
+
+    def output_settings(self) -> dict:
+        """The settings that decide the bytes of the outputs (not where or how fast)."""
+        return {"variables": None if self.variables is None else list(self.variables),
+                "valid_share": dict(self.valid_share), "chunk_steps": self.chunk_steps,
+                "periods": self.periods.to_json(), "all_nan_steps": self.all_nan_steps}
 
     def threshold(self, channel: str) -> float:
         table = dict(self.valid_share)
@@ -191,6 +198,16 @@ def load_preprocess_config(path: str | Path | None) -> PreprocessConfig:
     if data.get("sample") is not None:
         data["sample"] = _build(SampleSettings, data["sample"], f"{where}: sample")
     cfg = _build(PreprocessConfig, data, where)
+    check(cfg, where)
+    return dataclasses.replace(cfg, source=str(path))
+
+
+def check(cfg: PreprocessConfig, where: str) -> None:
+    """:class:`ConfigError` for values no run can use."""
+    from .quality import ALL_NAN_POLICIES
+
     if cfg.chunk_steps < 1:
         raise ConfigError(f"{where}: chunk_steps must be >= 1")
-    return dataclasses.replace(cfg, source=str(path))
+    if cfg.all_nan_steps not in ALL_NAN_POLICIES:
+        raise ConfigError(f"{where}: all_nan_steps is {cfg.all_nan_steps!r}; use one of "
+                          f"{', '.join(ALL_NAN_POLICIES)}")

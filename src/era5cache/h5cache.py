@@ -44,14 +44,28 @@ class CacheStats:
 
 
 def build_h5(zarr_path: Path, h5_path: Path, channels: list[str], axis: TimeAxis,
-             periods: Periods, block_steps: int, channel_attrs: dict[str, dict]) -> CacheStats:
-    """Write ``h5_path`` from the Zarr store, streaming ``block_steps`` steps at a time."""
+             periods: Periods, block_steps: int, channel_attrs: dict[str, dict],
+             keep: np.ndarray | None = None) -> CacheStats:
+    """Write ``h5_path`` from the Zarr store, streaming ``block_steps`` steps at a time.
+
+    ``keep``: boolean per Zarr step, the steps that go into the cache (default: all); ``axis``
+    describes the kept steps.
+    """
     import zarr
 
     group = zarr.open_group(str(zarr_path), mode="r")
     arrays = [group[ch] for ch in channels]
-    return write_h5(lambda a, b: np.stack([arr[a:b] for arr in arrays], axis=1),
-                    _zarr_times(group), h5_path, channels, axis, periods, block_steps,
+    times = _zarr_times(group)
+    rows = np.arange(times.size) if keep is None else np.flatnonzero(keep)
+
+    def read_block(a: int, b: int) -> np.ndarray:
+        if b <= a:
+            return np.zeros((0, len(channels), TARGET_LAT.size, TARGET_LON.size), np.float32)
+        lo, hi = int(rows[a]), int(rows[b - 1]) + 1
+        block = np.stack([arr[lo:hi] for arr in arrays], axis=1)
+        return block if hi - lo == b - a else block[rows[a:b] - lo]
+
+    return write_h5(read_block, times[rows], h5_path, channels, axis, periods, block_steps,
                     channel_attrs)
 
 

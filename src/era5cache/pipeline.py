@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import hashlib
+import json
 import os
 import shutil
 import time
-import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,22 +30,29 @@ import xarray as xr
 from . import __version__
 from .checksum import file_sha256, tree_sha256
 from .config import PreprocessConfig
-from .errors import InputError, ResourceError
+from .errors import CacheError, ConfigError, InputError, ResourceError
+from .faults import kill_point
 from .grid import TARGET_LAT, TARGET_LON
 from .h5cache import build_h5, data_offset
 from .layout import FORMAT_VERSION, H5_NAME, MANIFEST_NAME, ZARR_NAME
 from .manifest import atomic_write_json, input_record
+from .quality import NonFiniteValueError, scan_all_nan
 from .reader import (
     TARGET_CHUNK_BYTES,
     Era5Inputs,
     all_channels,
+    list_inputs,
     open_era5,
     select_channels,
 )
 from .regrid import ConservativeRegridder, CoverageError
 from .regrid_xarray import regrid_dataset
-from .timeaxis import format_step
+from .staging import STAGING_NAME, Staging, discard, publish
+from .target import Target, appended, fresh
+from .timeaxis import analyse, format_step
 from .writelock import exclusive_writer
+
+UNZIP_NAME = ".unzipped"  # members of CDS ZIP archives, removed after a successful run
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,12 @@ class JobResult:
     input_bytes: int
     seconds: float
     stages: dict[str, float]
+    status: str = "built"  # "built", "appended" or "up to date"
+    resumed_chunks: int = 0  # time chunks found finished by a killed run
+    reused_chunks: int = 0  # time chunks hard-linked from the published store (append)
+    skipped_steps: int = 0  # all-NaN steps left out (policy "skip")
+    replaced_steps: int = 0  # steps of the cache replaced by the new inputs (append)
+    preliminary_steps: int = 0  # steps still ERA5T
 
 
 def _base_names(channels: tuple[str, ...] | None) -> list[str] | None:
@@ -81,15 +96,18 @@ def read_chunk_bytes(cfg: PreprocessConfig) -> int:
     return int(min(TARGET_CHUNK_BYTES, max(4 * 2**20, (limit - 160 * 2**20) // 5)))
 
 
-def plan(cfg: PreprocessConfig, extract_dir: Path | None = None
+def plan(cfg: PreprocessConfig, extract_dir: Path | None = None,
+         channels: tuple[str, ...] | None = None
          ) -> tuple[Era5Inputs, xr.Dataset, ConservativeRegridder]:
-    """Open and check the inputs; return them, the selected channels and the regridder."""
+    """Open and check the inputs; return them, the selected channels (``channels``, else
+    the recipe's, else all) and the regridder."""
     if not cfg.inputs:
         raise InputError(f"{cfg.source or 'command line'}: no inputs configured "
                          "(give --input or set `inputs` in the recipe)")
-    inputs = open_era5(list(cfg.inputs), variables=_base_names(cfg.variables),
+    channels = channels or cfg.variables
+    inputs = open_era5(list(cfg.inputs), variables=_base_names(channels),
                        chunk_bytes=read_chunk_bytes(cfg), extract_dir=extract_dir)
-    channels = cfg.variables or tuple(all_channels(inputs.dataset))
+    channels = channels or tuple(all_channels(inputs.dataset))
     ds = select_channels(inputs.dataset, channels, where=str(inputs.files[0]))
     if inputs.axis.irregular:
         t = inputs.axis.irregular[0]
@@ -165,28 +183,111 @@ def worker_environ(cfg: PreprocessConfig) -> dict[str, str]:
     return env
 
 
-def run(cfg: PreprocessConfig, progress: bool = True) -> JobResult:
-    """Run the whole job and publish the cache into ``cfg.output`` (one writer at a time)."""
+def run(cfg: PreprocessConfig, progress: bool = True, append: bool = False,
+        force: bool = False) -> JobResult:
+    """Run the job and publish the cache into ``cfg.output`` (one writer at a time).
+
+    ``append``: extend the published cache with the inputs (see :mod:`era5cache.target`).
+    A run with the same inputs and settings as the published cache does nothing unless
+    ``force``. A run killed earlier resumes from its staging folder (:mod:`.staging`).
+    """
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     with exclusive_writer(out):
-        for old in out.glob(".staging-*"):  # left by a crashed run; safe under the lock
-            shutil.rmtree(old, ignore_errors=True)
-        return _run_locked(cfg, out, progress)
+        publish(out)  # a publication that a crash interrupted is finished first
+        try:
+            return _run_locked(cfg, out, progress, append, force)
+        except OSError as exc:
+            if not _disk_full(exc):
+                raise
+            for part in (out / STAGING_NAME).glob("*.part"):
+                part.unlink(missing_ok=True)
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            where = getattr(exc, "filename", None) or out
+            raise ResourceError(
+                f"{where}: out of disk space while writing the new cache ({reason}); the "
+                "published cache is unchanged; free space and run again (finished time "
+                "chunks are kept)") from exc
 
 
-def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool) -> JobResult:
+def _disk_full(exc: OSError) -> bool:
+    text = str(exc)
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or any(
+        s in text for s in ("No space left on device", "File too large",
+                            "Disk quota exceeded"))
+
+
+def job_fingerprint(cfg: PreprocessConfig, base: dict | None) -> str:
+    """Identity of a job: its input files (path, size, mtime), the output settings, the
+    package and format version, and for an append the published cache it extends."""
+    files = [{"path": str(f.resolve()), "size": f.stat().st_size, "mtime": f.stat().st_mtime}
+             for f in list_inputs(cfg.inputs)]
+    ident = {"format_version": FORMAT_VERSION, "package_version": __version__,
+             "inputs": files, "settings": cfg.output_settings(),
+             "base": None if base is None else base["outputs"][H5_NAME]["sha256"]}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+def _up_to_date(out: Path, fingerprint: str) -> dict | None:
+    """The published manifest if it was made by this very job and its files are in place."""
+    from .verify import check_manifest, verify
+
+    try:
+        m = check_manifest(out)
+    except CacheError:
+        return None
+    if m.get("fingerprint") != fingerprint or verify(out, checksums=False):
+        return None
+    return m
+
+
+def published_base(out: Path, cfg: PreprocessConfig) -> dict | None:
+    """The manifest of the cache that ``--append`` extends (None: there is none yet);
+    :class:`ConfigError` when the recipe's output settings differ from the cache's."""
+    from .verify import check_manifest
+
+    try:
+        m = check_manifest(out)
+    except CacheError:
+        if (out / MANIFEST_NAME).exists():
+            raise
+        return None
+    have = m.get("settings") or {}
+    want = cfg.output_settings()
+    if cfg.variables is None:
+        want["variables"] = have.get("variables")
+    for key in want:
+        if key in have and have[key] != want[key]:
+            raise ConfigError(f"{cfg.source or 'command line'}: --append: {key} is "
+                              f"{want[key]!r} here but {have[key]!r} in the cache {out}; "
+                              "run without --append to rebuild it")
+    return m
+
+
+def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
+                force: bool) -> JobResult:
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
-    staging = out / f".staging-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
+
+    def lap(name: str) -> None:
+        stages[name] = time.perf_counter() - t0 - sum(stages.values())
+
+    base = published_base(out, cfg) if append else None
     inputs = None
     cluster = BackgroundClient(cfg)
     try:
-        inputs, ds, regridder = plan(cfg, extract_dir=staging / "unzipped")
+        inputs, ds, regridder = plan(cfg, extract_dir=out / UNZIP_NAME,
+                                     channels=tuple(base["channels"]) if base else None)
+        input_bytes = sum(f.stat().st_size for f in inputs.files)
         channels = list(ds.data_vars)
+        fingerprint = job_fingerprint(cfg, base)
+        if base is None and not force:
+            current = _up_to_date(out, fingerprint)
+            if current is not None:
+                discard(out)
+                return JobResult(out, tuple(channels), int(current["shape"][0]), input_bytes,
+                                 time.perf_counter() - t0, stages, status="up to date")
         regridded = regrid_dataset(ds, regridder, {c: cfg.threshold(c) for c in channels})
-        times = regridded["time"].values.astype("datetime64[s]")
         for c in channels:
             regridded[c].attrs = {k: v for k, v in ds[c].attrs.items()
                                   if k in ("units", "long_name", "standard_name")}
@@ -196,53 +297,114 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool) -> JobResult:
             "era5cache_version": __version__,
             "Conventions": "CF-1.8",
         }
-        regridded = regridded.assign_coords(time=times).chunk({"time": cfg.chunk_steps})
-        zarr_tmp = staging / ZARR_NAME
+        target = (appended(regridded, inputs, base, out / ZARR_NAME, cfg.chunk_steps)
+                  if base else fresh(regridded, inputs, cfg.chunk_steps))
         inputs.close()  # no netCDF handle in this process while the client runs
-        stages["plan"] = time.perf_counter() - t0
-        _write_zarr(regridded, zarr_tmp, cfg, progress, cluster.get())
-        stages["regrid+zarr"] = time.perf_counter() - t0 - sum(stages.values())
-        h5_tmp = staging / H5_NAME
-        stats = build_h5(zarr_tmp, h5_tmp, channels, inputs.axis, cfg.periods,
-                         cfg.chunk_steps, {c: regridded[c].attrs for c in channels})
-        stages["hdf5+stats"] = time.perf_counter() - t0 - sum(stages.values())
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "package_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "inputs": [input_record(f, cfg.hash_inputs) for f in inputs.files],
-            "config": cfg.to_json(),
-            "channels": channels,
-            "shape": [int(times.size), len(channels), TARGET_LAT.size, TARGET_LON.size],
-            "time": {
-                "start": str(times[0]), "end": str(times[-1]), "count": int(times.size),
-                "step": inputs.axis.step, "gaps": [g.to_json() for g in inputs.axis.gaps],
-                "duplicates_dropped": inputs.dropped_duplicates,
-                "preliminary": [str(t) for t in inputs.preliminary.astype("datetime64[s]")],
-            },
-            "periods": cfg.periods.to_json(),
-            "statistics": stats.to_json(channels),
-            "chunks": {"steps": cfg.chunk_steps,
-                       "count": -(-times.size // cfg.chunk_steps),
-                       "complete": list(range(-(-times.size // cfg.chunk_steps)))},
-            "outputs": {
-                H5_NAME: {"size": h5_tmp.stat().st_size, "sha256": file_sha256(h5_tmp),
-                          "data_offset": data_offset(h5_tmp)},
-                ZARR_NAME: {"files": tree_sha256(zarr_tmp)},
-            },
-            "complete": True,
-        }
-        stages["checksums"] = time.perf_counter() - t0 - sum(stages.values())
-        _publish(staging, out, manifest)
-        input_bytes = sum(f.stat().st_size for f in inputs.files)
+        staging = Staging.begin(out, fingerprint)
+        resumed = len(staging.done)
+        lap("plan")
+        kill_point("planned")
+        _write_zarr(target, staging, cfg, progress, cluster, inputs, out / ZARR_NAME)
+        lap("regrid+zarr")
+        keep, skipped = _all_nan_policy(target, staging, channels, cfg)
+        times = target.times[keep]
+        axis = analyse(times, target.axis.step)
+        part = staging.path / f"{H5_NAME}.part"
+        stats = build_h5(staging.zarr, part, channels, axis, cfg.periods, cfg.chunk_steps,
+                         {c: target.dataset[c].attrs for c in channels},
+                         keep=None if keep.all() else keep)
+        os.replace(part, staging.h5)
+        lap("hdf5+stats")
+        kill_point("h5-built")
+        manifest = _manifest(cfg, inputs, base, target, staging, channels, times, axis,
+                             stats, skipped, resumed, fingerprint)
+        atomic_write_json(staging.manifest, manifest)
+        lap("checksums")
+        kill_point("manifest-staged")
+        publish(out)
+        shutil.rmtree(out / UNZIP_NAME, ignore_errors=True)
         return JobResult(out, tuple(channels), int(times.size), input_bytes,
-                         time.perf_counter() - t0, stages)
+                         time.perf_counter() - t0, stages,
+                         status="appended" if base else "built", resumed_chunks=resumed,
+                         reused_chunks=int(target.reuse.sum()), skipped_steps=len(skipped),
+                         replaced_steps=target.replaced,
+                         preliminary_steps=int(target.preliminary.size))
     finally:
         if inputs is not None:
             inputs.close()
         cluster.close()
         _release_file_handles()
-        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _all_nan_policy(target: Target, staging: Staging, channels: list[str],
+                    cfg: PreprocessConfig) -> tuple[np.ndarray, list[dict]]:
+    """(keep mask per Zarr step, records of skipped steps); :class:`InputError` under the
+    default policy when any step of any channel is all NaN."""
+    flags = scan_all_nan(staging.zarr, channels, cfg.chunk_steps)
+    bad = np.zeros(target.times.size, dtype=bool)
+    for f in flags.values():
+        bad |= f
+    records = [{"time": str(target.times[i]), "source": str(target.source[i]),
+                "channels": [c for c in channels if flags[c][i]]}
+               for i in np.flatnonzero(bad)]
+    if records and cfg.all_nan_steps == "fail":
+        first = records[0]
+        files = sorted({r["source"] for r in records})
+        raise InputError(
+            f"{first['source']}: {len(records)} all-NaN time step(s) (first {first['time']} "
+            f"in {', '.join(first['channels'])}"
+            + (f"; also in {len(files) - 1} other file(s)" if len(files) > 1 else "")
+            + "); set all_nan_steps: skip (or --all-nan-steps skip) to record and skip them")
+    return ~bad, records
+
+
+def _manifest(cfg: PreprocessConfig, inputs: Era5Inputs, base: dict | None, target: Target,
+              staging: Staging, channels: list[str], times: np.ndarray, axis,
+              stats, skipped: list[dict], resumed: int, fingerprint: str) -> dict:
+    records = [input_record(f, cfg.hash_inputs) for f in inputs.files]
+    if base is not None:
+        new_paths = {r["path"] for r in records}
+        records = [r for r in base["inputs"] if r["path"] not in new_paths] + records
+    n_chunks = target.n_chunks
+    m = {
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fingerprint": fingerprint,
+        "inputs": records,
+        "config": cfg.to_json(),
+        "settings": {**cfg.output_settings(), "variables": channels},
+        "channels": channels,
+        "shape": [int(times.size), len(channels), TARGET_LAT.size, TARGET_LON.size],
+        "time": {
+            "start": str(times[0]) if times.size else None,
+            "end": str(times[-1]) if times.size else None,
+            "count": int(times.size),
+            "step": axis.step, "gaps": [g.to_json() for g in axis.gaps],
+            "duplicates_dropped": inputs.dropped_duplicates + (
+                base["time"].get("duplicates_dropped", 0) if base else 0),
+            "preliminary": [str(t) for t in target.preliminary],
+            "skipped_all_nan": skipped,
+            "zarr_count": int(target.times.size),
+        },
+        "periods": cfg.periods.to_json(),
+        "statistics": stats.to_json(channels),
+        "chunks": {"steps": cfg.chunk_steps, "count": n_chunks,
+                   "complete": list(range(n_chunks)), "resumed": resumed,
+                   "reused": int(target.reuse.sum())},
+        "outputs": {
+            H5_NAME: {"size": staging.h5.stat().st_size, "sha256": file_sha256(staging.h5),
+                      "data_offset": data_offset(staging.h5)},
+            ZARR_NAME: {"files": tree_sha256(staging.zarr)},
+        },
+    }
+    if base is not None:
+        m["append"] = {"previous_sha256": base["outputs"][H5_NAME]["sha256"],
+                       "replaced_steps": target.replaced,
+                       "kept_final_steps": target.kept_final,
+                       "new_steps": int((target.new_index >= 0).sum() - target.replaced)}
+    m["complete"] = True
+    return m
 
 
 def _release_file_handles() -> None:
@@ -256,64 +418,104 @@ def _release_file_handles() -> None:
     gc.collect()
 
 
-def _write_zarr(ds: xr.Dataset, path: Path, cfg: PreprocessConfig, progress: bool,
-                client) -> None:
-    """Create the store from a template, then write each time chunk by region on Dask."""
+def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progress: bool,
+                cluster: BackgroundClient, inputs: Era5Inputs, base_zarr: Path) -> None:
+    """Create the store from a template (unless resuming), hard-link the chunks an append
+    keeps, then write each remaining time chunk by region on Dask. Each finished chunk is
+    fsync'ed and recorded in the staging journal."""
     from dask.distributed import as_completed
-
-    encoding = {c: {"chunks": (cfg.chunk_steps, TARGET_LAT.size, TARGET_LON.size)}
-                for c in ds.data_vars}
-    encoding["time"] = {"units": "seconds since 1970-01-01", "dtype": "int64",
-                        "calendar": "proleptic_gregorian"}
-    ds = ds.drop_vars("expver", errors="ignore")
-    with warnings.catch_warnings():  # zarr warns that consolidated metadata is not in v3 spec
-        warnings.filterwarnings("ignore", message="Consolidated metadata")
-        ds.to_zarr(path, mode="w", compute=False, encoding=encoding, zarr_format=3,
-                   consolidated=True)
-    nt = ds.sizes["time"]
-    bounds = [(a, min(nt, a + cfg.chunk_steps)) for a in range(0, nt, cfg.chunk_steps)]
-    body = ds.drop_vars(["lat", "lon"])
-    writes = [body.isel(time=slice(a, b)).to_zarr(path, region={"time": slice(a, b)},
-                                                  compute=False, zarr_format=3)
-              for a, b in bounds]
     from distributed import KilledWorker
 
-    futures = client.compute(writes)
-    bar = _progress_bar(len(futures), progress)
+    path = staging.zarr
+    ds = target.dataset
+    channels = list(ds.data_vars)
+    if not staging.resumed:
+        encoding = {c: {"chunks": (cfg.chunk_steps, TARGET_LAT.size, TARGET_LON.size)}
+                    for c in channels}
+        encoding["time"] = {"units": "seconds since 1970-01-01", "dtype": "int64",
+                            "calendar": "proleptic_gregorian", "chunks": (target.times.size,)}
+        with warnings.catch_warnings():  # zarr: consolidated metadata is not in the v3 spec
+            warnings.filterwarnings("ignore", message="Consolidated metadata")
+            ds.to_zarr(path, mode="w", compute=False, encoding=encoding, zarr_format=3,
+                       consolidated=True)
+        staging.save()
+        kill_point("template")
+    todo = [k for k in range(target.n_chunks) if k not in staging.done]
+    linked = [k for k in todo if target.reuse[k]]
+    for k in linked:
+        _link_chunk(base_zarr, path, channels, k)
+    staging.record(linked)
+    todo = [k for k in todo if not target.reuse[k]]
+    body = ds.drop_vars(["time", "lat", "lon"])
+    bar = _progress_bar(target.n_chunks, progress, initial=target.n_chunks - len(todo))
     try:
-        for fut in as_completed(futures):
-            fut.result()
-            bar.update(1)
+        if todo:
+            writes = []
+            for k in todo:
+                a, b = target.chunk_bounds(k)
+                writes.append(body.isel(time=slice(a, b)).to_zarr(
+                    path, region={"time": slice(a, b)}, compute=False, zarr_format=3))
+            futures = cluster.get().compute(writes)
+            chunk_of = {f.key: k for f, k in zip(futures, todo, strict=True)}
+            for fut in as_completed(futures):
+                fut.result()
+                k = chunk_of[fut.key]
+                _fsync_chunk(path, channels, k)
+                staging.record([k])
+                bar.update(1)
+                kill_point(f"chunks:{len(staging.done)}")
+    except NonFiniteValueError as exc:
+        i = int(exc.first)
+        where = inputs.source[i]
+        raise InputError(f"{where}: {exc.count} or more time steps of {exc.variable!r} hold "
+                         f"infinite values (first {inputs.dataset['time'].values[i]}); "
+                         "ERA5 marks missing values with NaN: the file is corrupt") from exc
     except KilledWorker as exc:
         raise ResourceError(
-            f"{path.parent.parent}: Dask workers died repeatedly (memory limit "
+            f"{staging.out}: Dask workers died repeatedly (memory limit "
             f"{cfg.dask.memory_limit} per worker?); raise dask.memory_limit or "
             "--memory-limit") from exc
     finally:
         bar.close()
+        staging.save()
 
 
-def _progress_bar(total: int, enabled: bool):
+def _chunk_files(store: Path, channels: list[str], k: int) -> list[Path]:
+    """The files of time chunk ``k`` (zarr v3 default chunk keys: ``<var>/c/<k>/0/0``)."""
+    return [store / ch / "c" / str(k) / "0" / "0" for ch in channels]
+
+
+def _link_chunk(src: Path, dst: Path, channels: list[str], k: int) -> None:
+    """Hard-link (or copy) chunk ``k`` of every channel from ``src`` into ``dst``. A chunk
+    file missing from ``src`` held only fill values (NaN) and stays missing."""
+    for s, d in zip(_chunk_files(src, channels, k), _chunk_files(dst, channels, k), strict=True):
+        d.unlink(missing_ok=True)
+        if not s.exists():
+            continue
+        d.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+
+def _fsync_chunk(store: Path, channels: list[str], k: int) -> None:
+    for f in _chunk_files(store, channels, k):
+        try:
+            fd = os.open(f, os.O_RDONLY)
+        except FileNotFoundError:  # all fill values: zarr wrote no file
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _progress_bar(total: int, enabled: bool, initial: int = 0):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="time chunks", unit="chunk", disable=not enabled)
-
-
-def _publish(staging: Path, out: Path, manifest: dict) -> None:
-    """Move the staged outputs into place; the manifest (complete: true) goes last.
-
-    The old manifest is removed first, so that a reader never sees a complete manifest next to
-    outputs it does not describe.
-    """
-    (out / MANIFEST_NAME).unlink(missing_ok=True)
-    trash = staging / "old"
-    trash.mkdir()
-    for name in (ZARR_NAME, H5_NAME):
-        final = out / name
-        if final.exists():
-            os.replace(final, trash / name)
-        os.replace(staging / name, final)
-    atomic_write_json(out / MANIFEST_NAME, manifest)
+    return tqdm(total=total, initial=initial, desc="time chunks", unit="chunk",
+                disable=not enabled)
 
 
 def with_overrides(cfg: PreprocessConfig, **kw) -> PreprocessConfig:

@@ -69,13 +69,10 @@ class Era5Inputs:
         return self.dataset["time"].values[ev != FINAL]
 
 
-def expand_inputs(patterns: list[str] | tuple[str, ...], extract_dir: Path | None = None
-                  ) -> list[Path]:
-    """Expand paths, directories (their *.nc) and globs; unpack CDS ZIP archives.
-
-    ZIP members are extracted into ``extract_dir`` (default: a folder beside the archive).
-    Raises :class:`InputError` when a pattern matches nothing.
-    """
+def list_inputs(patterns: list[str] | tuple[str, ...]) -> list[Path]:
+    """The files that paths, directories (their *.nc and *.zip) and globs name, unique, in
+    order; ZIP archives are listed, not opened. :class:`InputError` when a pattern matches
+    nothing."""
     files: list[Path] = []
     for pat in patterns:
         p = Path(pat)
@@ -86,12 +83,7 @@ def expand_inputs(patterns: list[str] | tuple[str, ...], extract_dir: Path | Non
             matches = sorted(glob.glob(str(pat))) or ([str(p)] if p.exists() else [])
         if not matches:
             raise InputError(f"{pat}: no such input file (nothing matches)")
-        for m in matches:
-            mp = Path(m)
-            if zipfile.is_zipfile(mp):
-                files.extend(_extract_zip(mp, extract_dir))
-            else:
-                files.append(mp)
+        files.extend(Path(m) for m in matches)
     seen, unique = set(), []
     for f in files:
         key = f.resolve()
@@ -99,6 +91,19 @@ def expand_inputs(patterns: list[str] | tuple[str, ...], extract_dir: Path | Non
             seen.add(key)
             unique.append(f)
     return unique
+
+
+def expand_inputs(patterns: list[str] | tuple[str, ...], extract_dir: Path | None = None
+                  ) -> list[Path]:
+    """:func:`list_inputs`, with CDS ZIP archives unpacked: their NetCDF members are
+    extracted into ``extract_dir`` (default: a folder beside the archive)."""
+    files: list[Path] = []
+    for f in list_inputs(patterns):
+        if zipfile.is_zipfile(f):
+            files.extend(_extract_zip(f, extract_dir))
+        else:
+            files.append(f)
+    return files
 
 
 def _extract_zip(path: Path, extract_dir: Path | None) -> list[Path]:

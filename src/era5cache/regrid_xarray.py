@@ -8,6 +8,7 @@ import numpy as np
 import xarray as xr
 
 from .grid import TARGET_LAT, TARGET_LON
+from .quality import NonFiniteValueError, infinite_steps
 from .regrid import ConservativeRegridder
 
 
@@ -23,23 +24,37 @@ def target_coords() -> dict[str, xr.DataArray]:
     }
 
 
+def _regrid_block(block: np.ndarray, regridder: ConservativeRegridder, threshold: float,
+                  name: str, time_axis: int | None, block_info=None) -> np.ndarray:
+    """Regrid one block; raise :class:`NonFiniteValueError` if it holds +-inf."""
+    if time_axis is not None:
+        bad = infinite_steps(block, time_axis)
+        if bad.any():
+            start = block_info[0]["array-location"][time_axis][0] if block_info else 0
+            raise NonFiniteValueError(name, start + int(np.argmax(bad)), int(bad.sum()))
+    return regridder(block, threshold=threshold)
+
+
 def regrid_dataarray(da: xr.DataArray, regridder: ConservativeRegridder,
                      threshold: float = 0.5) -> xr.DataArray:
-    """Regrid ``da`` (..., lat, lon) lazily, one task per input chunk; keeps attrs."""
-    out = xr.apply_ufunc(
-        regridder,
-        da,
-        kwargs={"threshold": threshold},
-        input_core_dims=[["lat", "lon"]],
-        output_core_dims=[["lat_t", "lon_t"]],
-        exclude_dims={"lat", "lon"},
-        dask="parallelized",
-        output_dtypes=[np.float32],
-        dask_gufunc_kwargs={"output_sizes": {"lat_t": TARGET_LAT.size,
-                                             "lon_t": TARGET_LON.size}},
-        keep_attrs=True,
-    )
-    return out.rename(lat_t="lat", lon_t="lon").assign_coords(target_coords())
+    """Regrid ``da`` (..., lat, lon) lazily, one task per input chunk; keeps attrs.
+
+    Infinite source values raise :class:`era5cache.quality.NonFiniteValueError` when the
+    block is computed (its ``first`` indexes ``da``'s time axis).
+    """
+    da = da.transpose(..., "lat", "lon")
+    time_axis = da.get_axis_num("time") if "time" in da.dims else None
+    args = (regridder, threshold, str(da.name), time_axis)
+    if isinstance(da.data, np.ndarray):
+        data = _regrid_block(da.data, *args)
+    else:
+        src = da.data.rechunk({da.ndim - 2: -1, da.ndim - 1: -1})
+        data = src.map_blocks(_regrid_block, *args, dtype=np.float32,
+                              chunks=src.chunks[:-2] + ((TARGET_LAT.size,), (TARGET_LON.size,)),
+                              meta=np.empty((0,) * da.ndim, np.float32))
+    coords = {k: v for k, v in da.coords.items() if not {"lat", "lon"} & set(v.dims)}
+    out = xr.DataArray(data, dims=da.dims, coords=coords, attrs=da.attrs, name=da.name)
+    return out.assign_coords(target_coords())
 
 
 def regrid_dataset(ds: xr.Dataset, regridder: ConservativeRegridder,

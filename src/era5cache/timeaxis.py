@@ -61,9 +61,12 @@ def steps_between(times: np.ndarray, step: str | None) -> np.ndarray:
     return np.diff(times.astype(np.int64)) / float(int(step[:-1]))
 
 
-def analyse(times: np.ndarray) -> TimeAxis:
-    """Infer the step of sorted unique ``times`` and list gaps and irregular steps."""
+def analyse(times: np.ndarray, step: str | None = None) -> TimeAxis:
+    """Infer the step of sorted unique ``times`` (or take ``step``) and list gaps and
+    irregular steps."""
     times = np.asarray(times).astype("datetime64[s]")
+    if step is not None:
+        return _with_step(times, step)
     if times.size < 2:
         return TimeAxis(step=None, gaps=(), irregular=())
     offsets = times - times.astype("datetime64[M]").astype("datetime64[s]")
@@ -74,6 +77,10 @@ def analyse(times: np.ndarray) -> TimeAxis:
         diffs = np.diff(times.astype(np.int64))
         values, counts = np.unique(diffs, return_counts=True)
         step = f"{int(values[np.argmax(counts)])}s"
+    return _with_step(times, step)
+
+
+def _with_step(times: np.ndarray, step: str) -> TimeAxis:
     n = steps_between(times, step)
     whole = np.isclose(n, np.round(n)) & (n >= 1)
     irregular = tuple(times[1:][~whole][:5])
