@@ -239,7 +239,9 @@ COMMANDS = {"sample": _cmd_sample, "preprocess": _cmd_preprocess, "verify": _cmd
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if not args.debug:
+    if args.debug:
+        os.environ["ERA5CACHE_DEBUG"] = "1"  # Dask workers log their tracebacks too
+    else:
         warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
     from .errors import Era5CacheError
 

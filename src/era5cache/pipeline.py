@@ -139,9 +139,18 @@ def dask_client(cfg: PreprocessConfig) -> Iterator:
     n = cfg.dask.workers or max(1, os.cpu_count() or 1)
     with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(cfg)}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                         memory_limit=cfg.dask.memory_limit, dashboard_address=None) as cluster, \
+                         memory_limit=cfg.dask.memory_limit, dashboard_address=None,
+                         silence_logs=_worker_log_level()) as cluster, \
             Client(cluster) as client:
         yield client
+
+
+def _worker_log_level() -> int:
+    """Worker log level: task failures reach the user as one line from the job itself, so
+    the workers' own tracebacks are silenced unless ``ERA5CACHE_DEBUG`` is set."""
+    import logging
+
+    return logging.WARNING if os.environ.get("ERA5CACHE_DEBUG") else logging.CRITICAL
 
 
 class BackgroundClient:
@@ -197,12 +206,12 @@ def run(cfg: PreprocessConfig, progress: bool = True, append: bool = False,
         publish(out)  # a publication that a crash interrupted is finished first
         try:
             return _run_locked(cfg, out, progress, append, force)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # h5py reports some write errors as RuntimeError
             if not _disk_full(exc):
                 raise
             for part in (out / STAGING_NAME).glob("*.part"):
                 part.unlink(missing_ok=True)
-            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            reason = getattr(exc, "strerror", None) or _disk_full_reason(str(exc))
             where = getattr(exc, "filename", None) or out
             raise ResourceError(
                 f"{where}: out of disk space while writing the new cache ({reason}); the "
@@ -210,11 +219,18 @@ def run(cfg: PreprocessConfig, progress: bool = True, append: bool = False,
                 "chunks are kept)") from exc
 
 
-def _disk_full(exc: OSError) -> bool:
-    text = str(exc)
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or any(
-        s in text for s in ("No space left on device", "File too large",
-                            "Disk quota exceeded"))
+_DISK_FULL = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded",
+              errno.EFBIG: "File too large"}
+
+
+def _disk_full(exc: Exception) -> bool:
+    """The error is the file system refusing more data (also when HDF5 or a Dask worker
+    passed it on as text)."""
+    return getattr(exc, "errno", None) in _DISK_FULL or _disk_full_reason(str(exc)) != ""
+
+
+def _disk_full_reason(text: str) -> str:
+    return next((r for r in _DISK_FULL.values() if r in text), "")
 
 
 def job_fingerprint(cfg: PreprocessConfig, base: dict | None) -> str:
@@ -466,10 +482,10 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
                 kill_point(f"chunks:{len(staging.done)}")
     except NonFiniteValueError as exc:
         i = int(exc.first)
-        where = inputs.source[i]
-        raise InputError(f"{where}: {exc.count} or more time steps of {exc.variable!r} hold "
-                         f"infinite values (first {inputs.dataset['time'].values[i]}); "
-                         "ERA5 marks missing values with NaN: the file is corrupt") from exc
+        when = inputs.dataset["time"].values[i].astype("datetime64[s]")
+        raise InputError(f"{inputs.source[i]}: {exc.variable!r} holds infinite values at "
+                         f"{when} (ERA5 marks missing values with NaN; the file is "
+                         "corrupt)") from exc
     except KilledWorker as exc:
         raise ResourceError(
             f"{staging.out}: Dask workers died repeatedly (memory limit "

@@ -403,9 +403,9 @@ def _concat_dedup(members: list[tuple[Path, xr.Dataset]]):
                 if not np.array_equal(a, b, equal_nan=True):
                     diff = np.nanmax(np.abs(a - b))
                     raise InputError(
-                        f"{src[j]}: time step {t_sorted[pos]} of {v!r} conflicts with the same "
-                        f"step in {src[i]} (max difference {diff:.6g}); remove one of the two "
-                        "files")
+                        f"{src[j]}: time step {t_sorted[pos].astype('datetime64[s]')} of "
+                        f"{v!r} conflicts with the same step in {src[i]} (max difference "
+                        f"{diff:.6g}); remove one of the two files")
     sel = order[keep]
     if sel.size != t.size or np.any(np.diff(sel) < 0):
         ds = ds.isel(time=sel)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -46,7 +45,6 @@ class Staging:
         self.fingerprint = fingerprint
         self.done = done
         self.resumed = resumed
-        self._saved_at = 0.0
 
     @property
     def zarr(self) -> Path:
@@ -74,20 +72,15 @@ class Staging:
         st.save()
         return st
 
-    def template_written(self) -> None:
-        """Record that the Zarr template (metadata, coordinates) exists; no chunk yet."""
-        self.save()
-
-    def record(self, chunks: Iterable[int], min_interval: float = 1.0) -> None:
-        """Add chunks whose files are durable; saved at most every ``min_interval`` s."""
+    def record(self, chunks: Iterable[int]) -> None:
+        """Add chunks whose files are durable and save the journal (an fsync'ed rename: a
+        few ms, against seconds of work per chunk)."""
         self.done.update(int(k) for k in chunks)
-        if time.monotonic() - self._saved_at >= min_interval:
-            self.save()
+        self.save()
 
     def save(self) -> None:
         atomic_write_json(self.path / PROGRESS_NAME,
                           {"fingerprint": self.fingerprint, "chunks_done": sorted(self.done)})
-        self._saved_at = time.monotonic()
 
 
 def _read_progress(path: Path) -> dict:

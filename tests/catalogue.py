@@ -1,0 +1,305 @@
+"""The bad-input catalogue: every kind of bad input a user meets, run through the command line
+against a published cache.
+
+Each case writes its bad input, runs ``era5cache preprocess`` on it with the cache's output
+folder, and expects a non-zero exit, exactly one line on stderr that names the offending file
+and the problem, and the published cache untouched (manifest checksums unchanged,
+``era5cache verify`` sound).
+
+From the command line (``make catalogue``)::
+
+    python tests/catalogue.py [WORKDIR]
+
+prints one row per case and exits 1 if any case misbehaves. ``tests/test_bad_inputs.py``
+runs the same cases under pytest.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import xarray as xr
+
+from era5cache.sample import SampleSpec, write_sample
+
+CHANNELS = "sst,t2m"
+GOOD_NAME = "era5_single-levels_2019-01.nc"
+
+
+def cli(*args: str | Path, env: dict | None = None, preexec=None
+        ) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "era5cache.cli", *map(str, args)],
+                          capture_output=True, text=True,
+                          env=None if env is None else {**os.environ, **env},
+                          preexec_fn=preexec)
+
+
+def job_args(inputs: list[Path], out: Path, *extra: str) -> list[str]:
+    args = ["preprocess", "--output", str(out), "--variables", CHANNELS, "--chunk-steps", "16",
+            "--workers", "1", "--no-progress", *extra]
+    for f in inputs:
+        args += ["--input", str(f)]
+    return args
+
+
+def write_good_sample(folder: Path, start: str = "2019-01-01T00", end: str = "2019-01-10T18",
+                      resolution: float = 1.0, layout: str = "new", seed: int = 0) -> Path:
+    """One month file of 6-hourly sst and t2m (the CDS layout), returned as its path."""
+    files = write_sample(folder, SampleSpec(start=start, end=end, step="6h",
+                                            resolution=resolution, layout=layout,
+                                            variables=("sst", "t2m"), levels=(), seed=seed))
+    return files[0]
+
+
+def _copy(good: Path, case: Path, name: str | None = None) -> Path:
+    case.mkdir(parents=True, exist_ok=True)
+    dst = case / (name or good.name)
+    shutil.copy(good, dst)
+    return dst
+
+
+def _edit(path: Path, fn: Callable[[netCDF4.Dataset], None]) -> Path:
+    with netCDF4.Dataset(path, "r+") as ds:
+        fn(ds)
+    return path
+
+
+# Each maker: (good file, case folder) -> (input files, file the message must name; None:
+# the output folder).
+Maker = Callable[[Path, Path], tuple[list[Path], Path]]
+
+
+def truncated_netcdf4(good: Path, case: Path):
+    bad = _copy(good, case)
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 3])
+    return [bad], bad
+
+
+def truncated_netcdf3(good: Path, case: Path):
+    legacy = write_good_sample(case / "legacy", layout="legacy")
+    bad = case / legacy.name
+    bad.write_bytes(legacy.read_bytes()[: legacy.stat().st_size * 2 // 3])
+    shutil.rmtree(case / "legacy")
+    return [bad], bad
+
+
+def not_netcdf(good: Path, case: Path):
+    case.mkdir(parents=True, exist_ok=True)
+    bad = case / "era5_single-levels_2019-02.nc"
+    bad.write_text("<html><body>Request failed: please log in</body></html>\n")
+    return [good, bad], bad
+
+
+def missing_variable(good: Path, case: Path):
+    return [good], good  # the case adds --variables with a channel the file lacks
+
+
+def different_grids(good: Path, case: Path):
+    other = write_good_sample(case, start="2019-02-01T00", end="2019-02-05T18", resolution=2.0)
+    return [good, other], other
+
+
+def regional(good: Path, case: Path):
+    case.mkdir(parents=True, exist_ok=True)
+    bad = case / "era5_single-levels_2019-01_europe.nc"
+    with xr.open_dataset(good) as ds:
+        ds.sel(latitude=slice(72, 30), longitude=slice(0, 40)).load().to_netcdf(bad)
+    return [bad], bad
+
+
+def conflicting_duplicates(good: Path, case: Path):
+    bad = _copy(good, case, "era5_single-levels_2019-01_again.nc")
+
+    def change(ds):
+        ds["t2m"][3] = ds["t2m"][3] + 0.5
+
+    _edit(bad, change)
+    return [good, bad], bad
+
+
+def irregular_steps(good: Path, case: Path):
+    bad = _copy(good, case)
+
+    def shift(ds):
+        t = ds["valid_time"][:]
+        t[20:] = t[20:] + 1800  # half an hour off the 6-hourly grid
+        ds["valid_time"][:] = t
+
+    _edit(bad, shift)
+    return [bad], bad
+
+
+def all_nan_steps(good: Path, case: Path):
+    bad = _copy(good, case)
+
+    def blank(ds):
+        ds["t2m"][5] = np.full(ds["t2m"].shape[1:], np.nan, np.float32)
+
+    _edit(bad, blank)
+    return [bad], bad
+
+
+def infinite_values(good: Path, case: Path):
+    bad = _copy(good, case)
+
+    def poison(ds):
+        row = ds["t2m"][7]
+        row[20, 30] = np.inf
+        ds["t2m"][7] = row
+
+    _edit(bad, poison)
+    return [bad], bad
+
+
+def celsius(good: Path, case: Path):
+    bad = _copy(good, case)
+
+    def to_c(ds):
+        ds["t2m"][:] = ds["t2m"][:] - 273.15
+        ds["t2m"].units = "degC"
+
+    _edit(bad, to_c)
+    return [bad], bad
+
+
+def other_month(good: Path, case: Path):
+    """A good file of another period (so the run has work to do), for the disk-full cases;
+    the message names the output folder (None)."""
+    return [write_good_sample(case, start="2019-03-01T00", end="2019-03-10T18")], None
+
+
+def file_size_limit(nbytes: int) -> Callable[[], None]:
+    """For a child process: files may not grow beyond ``nbytes`` (writes then fail with
+    EFBIG, as on a full disk: Python ignores SIGXFSZ)."""
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+    return limit
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    make: Maker
+    expect: str  # in the one-line message, after the file name
+    extra: tuple[str, ...] = ()
+    preexec: Callable[[], None] | None = None
+
+
+CASES = (
+    Case("truncated netCDF4/HDF5", truncated_netcdf4, "not a readable NetCDF file"),
+    Case("truncated netCDF3", truncated_netcdf3, "truncated netCDF3"),
+    Case("not NetCDF", not_netcdf, "not a readable NetCDF file"),
+    Case("variable missing", missing_variable, "requested variable 'tp' is not in the inputs "
+         "(available: sst, t2m)", extra=("--variables", "sst,t2m,tp")),
+    Case("different grids", different_grids, "differs from"),
+    Case("regional coverage", regional, "does not cover the 2-degree target"),
+    Case("conflicting duplicate steps", conflicting_duplicates, "conflicts with the same step"),
+    Case("irregular time steps", irregular_steps, "irregular time steps"),
+    Case("all-NaN time steps", all_nan_steps, "all-NaN time step"),
+    Case("infinite values", infinite_values, "infinite values"),
+    Case("unexpected units", celsius, "units"),
+    # A Zarr chunk of this input is ~0.6 MB, the HDF5 file 4.6 MB.
+    Case("disk full (Zarr chunk)", other_month, "out of disk space",
+         preexec=file_size_limit(300_000)),
+    Case("disk full (HDF5 file)", other_month, "out of disk space",
+         preexec=file_size_limit(2_000_000)),
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    case: Case
+    returncode: int
+    stderr: str
+    named: Path
+    checksums_unchanged: bool
+    verify_ok: bool
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stderr.strip().splitlines()
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.returncode == 0:
+            out.append("exit status 0")
+        if len(self.lines) != 1:
+            out.append(f"{len(self.lines)} lines on stderr")
+        line = self.lines[0] if self.lines else ""
+        if self.named.name not in line:
+            out.append(f"message does not name {self.named.name}")
+        if self.case.expect not in line:
+            out.append(f"message lacks {self.case.expect!r}")
+        if not self.checksums_unchanged:
+            out.append("published cache changed")
+        if not self.verify_ok:
+            out.append("verify fails")
+        return out
+
+
+def publish_good_cache(work: Path) -> tuple[Path, Path]:
+    """(good input file, published cache folder)."""
+    good = write_good_sample(work / "good")
+    cache = work / "cache"
+    r = cli(*job_args([good], cache))
+    if r.returncode != 0:
+        raise RuntimeError(f"building the good cache failed: {r.stderr}")
+    return good, cache
+
+
+def snapshot(cache: Path) -> dict:
+    m = json.loads((cache / "manifest.json").read_text())
+    return {"outputs": m["outputs"], "fingerprint": m.get("fingerprint")}
+
+
+def run_case(case: Case, good: Path, cache: Path, work: Path) -> Outcome:
+    before = snapshot(cache)
+    folder = work / case.name.replace(" ", "_").replace("/", "_")
+    inputs, named = case.make(good, folder)
+    named = named or cache
+    extra = list(case.extra)
+    args = job_args(inputs, cache)
+    if extra:
+        i = args.index("--variables")
+        del args[i:i + 2]
+        args += extra
+    r = cli(*args, preexec=case.preexec)
+    v = cli("verify", cache)
+    return Outcome(case, r.returncode, r.stderr, named, snapshot(cache) == before,
+                   v.returncode == 0)
+
+
+def main(argv: list[str]) -> int:
+    work = Path(argv[0]) if argv else Path(tempfile.mkdtemp(prefix="era5cache-catalogue-"))
+    work.mkdir(parents=True, exist_ok=True)
+    good, cache = publish_good_cache(work)
+    print(f"published cache: {cache}\n")
+    failed = 0
+    for case in CASES:
+        o = run_case(case, good, cache, work)
+        bad = o.problems()
+        failed += bool(bad)
+        line = o.lines[0] if o.lines else "(no message)"
+        print(f"{'FAIL' if bad else 'ok  '} {case.name:28s} exit {o.returncode}  "
+              f"cache unchanged: {o.checksums_unchanged}  verify: "
+              f"{'sound' if o.verify_ok else 'FAILS'}\n     {line}")
+        for p in bad:
+            print(f"     -> {p}")
+    print(f"\n{len(CASES) - failed} of {len(CASES)} cases behave; work folder {work}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,149 @@
+"""A job killed by SIGKILL at any point and started again finishes with outputs byte-identical
+(by the manifest's checksums) to an uninterrupted run, keeping the chunks already written;
+readers never open a half-published cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from catalogue import cli, job_args, write_good_sample
+
+from era5cache.errors import CacheError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> list[Path]:
+    """Two monthly files, 6-hourly, 1 degree: 20 chunks of 4 steps."""
+    folder = tmp_path_factory.mktemp("resume_inputs")
+    return [write_good_sample(folder, start="2019-01-25T00", end="2019-01-31T18"),
+            write_good_sample(folder, start="2019-02-01T00", end="2019-02-13T18")]
+
+
+def _args(inputs: list[Path], out: Path) -> list[str]:
+    args = job_args(inputs, out)
+    args[args.index("--chunk-steps") + 1] = "4"
+    return args
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("resume_ref") / "cache"
+    r = cli(*_args(inputs, out))
+    assert r.returncode == 0, r.stderr
+    return json.loads((out / "manifest.json").read_text())
+
+
+def _run_killed(args: list[str], env: dict | None = None) -> subprocess.Popen:
+    """Start the CLI in its own process group (so that the whole job, Dask workers included,
+    can be killed like a machine that dies)."""
+    return subprocess.Popen([sys.executable, "-m", "era5cache.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def _kill_group(p: subprocess.Popen) -> None:
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.wait(timeout=60)
+
+
+def _same_outputs(manifest: dict, reference: dict) -> None:
+    assert manifest["outputs"] == reference["outputs"]
+    assert manifest["statistics"] == reference["statistics"]
+    assert manifest["fingerprint"] == reference["fingerprint"]
+
+
+KILL_POINTS = [
+    ("planned", 0),
+    ("template", 0),
+    ("chunks:5", 5),
+    ("h5-built", 20),
+    ("manifest-staged", None),
+    ("publish:manifest-removed", None),
+    ("publish:era5_2deg.zarr", None),
+    ("publish:done", None),
+]
+
+
+@pytest.mark.parametrize(("point", "kept"), KILL_POINTS)
+def test_killed_at_a_point_then_resumed_is_identical(point, kept, inputs, reference, tmp_path):
+    out = tmp_path / "cache"
+    p = _run_killed(_args(inputs, out), {"ERA5CACHE_KILL_AT": point})
+    p.wait(timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stderr.read()
+    _kill_group(p)
+    if point.startswith("publish:") and point != "publish:done":
+        # Half published: no manifest, so readers refuse the folder instead of reading it.
+        from era5cache import CachedERA5Dataset
+
+        with pytest.raises(CacheError):
+            CachedERA5Dataset(out)
+    r = cli(*_args(inputs, out))
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    _same_outputs(m, reference)
+    if kept is not None:
+        assert m["chunks"]["resumed"] == kept
+        assert f"resumed: {kept} time chunks" in r.stdout or kept == 0
+    assert cli("verify", out).returncode == 0
+    assert not (out / ".staging").exists()
+
+
+def test_killed_from_outside_while_writing_chunks(inputs, reference, tmp_path):
+    """An external SIGKILL of the whole job while chunks are being written."""
+    out = tmp_path / "cache"
+    p = _run_killed(_args(inputs, out))
+    progress = out / ".staging" / "progress.json"
+    deadline = time.monotonic() + 120
+    done: list[int] = []
+    while time.monotonic() < deadline and p.poll() is None:
+        try:
+            done = json.loads(progress.read_text())["chunks_done"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            done = []
+        if len(done) >= 3:
+            break
+        time.sleep(0.02)
+    assert p.poll() is None, "the job finished before it could be killed"
+    _kill_group(p)
+    r = cli(*_args(inputs, out))
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["chunks"]["resumed"] >= 3
+    _same_outputs(m, reference)
+
+
+def test_resume_ignores_staging_of_another_job(inputs, reference, tmp_path):
+    """A staging folder left by a job with other inputs is discarded, not mixed in."""
+    out = tmp_path / "cache"
+    p = _run_killed(_args(inputs[:1], out), {"ERA5CACHE_KILL_AT": "chunks:3"})
+    p.wait(timeout=300)
+    _kill_group(p)
+    r = cli(*_args(inputs, out))
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["chunks"]["resumed"] == 0
+    _same_outputs(m, reference)
+
+
+def test_unchanged_inputs_are_up_to_date(inputs, reference, tmp_path):
+    out = tmp_path / "cache"
+    assert cli(*_args(inputs, out)).returncode == 0
+    before = (out / "manifest.json").read_text()
+    r = cli(*_args(inputs, out))
+    assert r.returncode == 0 and "up to date" in r.stdout
+    assert (out / "manifest.json").read_text() == before
+    r = cli(*_args(inputs, out), "--force")
+    assert r.returncode == 0 and r.stdout.startswith("built")
+    _same_outputs(json.loads((out / "manifest.json").read_text()), reference)
