@@ -49,7 +49,7 @@ def months(tmp_path_factory) -> dict[str, Path]:
 
 
 def _recipe(tmp: Path, out: Path, chunk_steps: int = 10) -> Path:
-    p = tmp / f"recipe_{chunk_steps}.yaml"
+    p = tmp / f"recipe_{out.name}_{chunk_steps}.yaml"
     p.write_text(RECIPE.format(output=out, chunk_steps=chunk_steps))
     return p
 
@@ -121,7 +121,8 @@ def test_append_replace_and_equal_to_one_build(months, tmp_path):
     # 4. Late preliminary data never replace final steps.
     r = _run(recipe, months["feb_t"], append=True)
     m2 = _manifest(out)
-    assert m2["append"]["kept_final_steps"] == 24 and m2["time"]["preliminary"] == []
+    assert m2["append"]["kept_final_steps"] == 24, (m2["append"], r.stdout)
+    assert m2["time"]["preliminary"] == []
     assert m2["outputs"] == want["outputs"]
     assert cli("verify", out).returncode == 0
 

@@ -64,38 +64,49 @@ def _same_outputs(manifest: dict, reference: dict) -> None:
     assert manifest["fingerprint"] == reference["fingerprint"]
 
 
-KILL_POINTS = [
-    ("planned", 0),
-    ("template", 0),
-    ("chunks:5", 5),
-    ("h5-built", 20),
-    ("manifest-staged", None),
-    ("publish:manifest-removed", None),
-    ("publish:era5_2deg.zarr", None),
-    ("publish:done", None),
+def _chunks_done(out: Path) -> list[int]:
+    try:
+        return json.loads((out / ".staging" / "progress.json").read_text())["chunks_done"]
+    except FileNotFoundError:
+        return []
+
+
+# Each run is killed at the next point; each resumes what the previous ones left.
+# (point, chunks in the journal after the kill; None: no journal any more)
+KILL_CHAIN = [
+    ("planned", 0),  # staging folder made, no Zarr template yet
+    ("template", 0),  # template written, no chunk yet
+    ("chunks:5", 5),  # 5 of 20 chunks durable and journalled
+    ("chunks:12", 12),  # resumed with 5, killed after 7 more
+    ("h5-built", 20),  # every chunk written, HDF5 built, no manifest yet
+    ("manifest-staged", 20),  # ready to publish
+    ("publish:manifest-removed", 20),  # the next start publishes, killed after step 1
+    ("publish:era5_2deg.zarr", 20),  # killed between the two renames
+    ("publish:done", None),  # published, staging not yet removed
 ]
 
 
-@pytest.mark.parametrize(("point", "kept"), KILL_POINTS)
-def test_killed_at_a_point_then_resumed_is_identical(point, kept, inputs, reference, tmp_path):
-    out = tmp_path / "cache"
-    p = _run_killed(_args(inputs, out), {"ERA5CACHE_KILL_AT": point})
-    p.wait(timeout=300)
-    assert p.returncode == -signal.SIGKILL, p.stderr.read()
-    _kill_group(p)
-    if point.startswith("publish:") and point != "publish:done":
-        # Half published: no manifest, so readers refuse the folder instead of reading it.
-        from era5cache import CachedERA5Dataset
+def test_killed_again_and_again_then_identical(inputs, reference, tmp_path):
+    from era5cache import CachedERA5Dataset
 
-        with pytest.raises(CacheError):
-            CachedERA5Dataset(out)
+    out = tmp_path / "cache"
+    for point, chunks in KILL_CHAIN:
+        p = _run_killed(_args(inputs, out), {"ERA5CACHE_KILL_AT": point})
+        p.wait(timeout=300)
+        assert p.returncode == -signal.SIGKILL, (point, p.stderr.read())
+        _kill_group(p)
+        if chunks is not None:
+            assert len(_chunks_done(out)) == chunks, point
+        if point.startswith("publish:") and point != "publish:done":
+            # Half published: no manifest, so readers refuse the folder instead of reading it.
+            with pytest.raises(CacheError, match="manifest.json: missing"):
+                CachedERA5Dataset(out)
     r = cli(*_args(inputs, out))
     assert r.returncode == 0, r.stderr
+    assert "up to date" in r.stdout  # the killed publication was complete
     m = json.loads((out / "manifest.json").read_text())
     _same_outputs(m, reference)
-    if kept is not None:
-        assert m["chunks"]["resumed"] == kept
-        assert f"resumed: {kept} time chunks" in r.stdout or kept == 0
+    assert m["chunks"]["resumed"] == 20  # the run that staged it wrote no chunk itself
     assert cli("verify", out).returncode == 0
     assert not (out / ".staging").exists()
 

@@ -437,8 +437,13 @@ def _release_file_handles() -> None:
 def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progress: bool,
                 cluster: BackgroundClient, inputs: Era5Inputs, base_zarr: Path) -> None:
     """Create the store from a template (unless resuming), hard-link the chunks an append
-    keeps, then write each remaining time chunk by region on Dask. Each finished chunk is
-    fsync'ed and recorded in the staging journal."""
+    keeps, then write each remaining time chunk on Dask (:func:`store_chunk`). Each finished
+    chunk is fsync'ed and recorded in the staging journal.
+
+    Chunks are written with zarr directly rather than by xarray region writes: those left a
+    chunk unwritten now and then under CPU contention (measured: 1 run in ~5 of a 20-chunk
+    job on a loaded 2-core machine; the chunk read back as NaN).
+    """
     from dask.distributed import as_completed
     from distributed import KilledWorker
 
@@ -456,21 +461,26 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
                        consolidated=True)
         staging.save()
         kill_point("template")
+    else:  # a killed writer may have left zarr's temporary files behind
+        for junk in path.rglob("*.partial"):
+            junk.unlink(missing_ok=True)
     todo = [k for k in range(target.n_chunks) if k not in staging.done]
     linked = [k for k in todo if target.reuse[k]]
     for k in linked:
         _link_chunk(base_zarr, path, channels, k)
     staging.record(linked)
     todo = [k for k in todo if not target.reuse[k]]
-    body = ds.drop_vars(["time", "lat", "lon"])
     bar = _progress_bar(target.n_chunks, progress, initial=target.n_chunks - len(todo))
     try:
         if todo:
+            import dask
+
             writes = []
             for k in todo:
                 a, b = target.chunk_bounds(k)
-                writes.append(body.isel(time=slice(a, b)).to_zarr(
-                    path, region={"time": slice(a, b)}, compute=False, zarr_format=3))
+                blocks = [ds[c].data[a:b] for c in channels]
+                writes.append(dask.delayed(store_chunk, pure=False)(
+                    str(path), channels, a, b, *blocks, dask_key_name=f"store-chunk-{k}"))
             futures = cluster.get().compute(writes)
             chunk_of = {f.key: k for f, k in zip(futures, todo, strict=True)}
             for fut in as_completed(futures):
@@ -494,6 +504,24 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
     finally:
         bar.close()
         staging.save()
+
+
+def store_chunk(store: str, channels: list[str], a: int, b: int, *blocks: np.ndarray) -> int:
+    """Write steps ``a:b`` (one whole Zarr chunk) of each channel and read them back: the
+    bytes on disk must decode to the block (NaN where NaN). Runs on a Dask worker."""
+    import zarr
+
+    group = zarr.open_group(store, mode="r+", use_consolidated=False)
+    for ch, block in zip(channels, blocks, strict=True):
+        arr = group[ch]
+        arr[a:b] = block
+        back = arr[a:b]
+        if not np.array_equal(back, block, equal_nan=True):
+            raise RuntimeError(
+                f"{store}/{ch}: time steps {a}:{b} read back differently after writing "
+                f"(block all-NaN: {bool(np.isnan(block).all())}, read back all-NaN: "
+                f"{bool(np.isnan(back).all())})")
+    return b - a
 
 
 def _chunk_files(store: Path, channels: list[str], k: int) -> list[Path]:
