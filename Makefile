@@ -8,7 +8,7 @@ TRAIN_CONFIG ?= pipeline/ratransformer.yaml
 SAMPLE_DIR := data/sample
 SAMPLE_STAMP := $(SAMPLE_DIR)/.complete
 
-.PHONY: install sample preprocess train test bench lint clean
+.PHONY: install sample preprocess train test catalogue bench lint clean
 
 install: $(STAMP)
 
@@ -39,6 +39,9 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+catalogue: $(STAMP)
+	$(BIN)/python tests/catalogue.py
 
 bench: $(STAMP)
 	mkdir -p bench-results
