@@ -338,7 +338,6 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         lap("checksums")
         kill_point("manifest-staged")
         publish(out)
-        shutil.rmtree(out / UNZIP_NAME, ignore_errors=True)
         return JobResult(out, tuple(channels), int(times.size), input_bytes,
                          time.perf_counter() - t0, stages,
                          status="appended" if base else "built", resumed_chunks=resumed,
@@ -350,6 +349,7 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
             inputs.close()
         cluster.close()
         _release_file_handles()
+        shutil.rmtree(out / UNZIP_NAME, ignore_errors=True)
 
 
 def _all_nan_policy(target: Target, staging: Staging, channels: list[str],
