@@ -106,6 +106,26 @@ def test_getitems_and_collate(cache):
     assert all(torch.equal(u, v) for u, v in zip(plain, fast, strict=True))
 
 
+def test_batch_buffers_reused_only_when_released(cache):
+    """Batches come from a small pool of buffers in the main process: a batch the caller
+    still holds (or holds a view of) is never overwritten; a dropped one is reused."""
+    ds = CachedERA5Dataset(cache, split="train", normalize=False)
+    raw = ds.data
+    held = ds.__getitems__([0, 1, 2]).batched
+    view = ds.__getitems__([3, 4, 5]).batched[1][1]  # only a view of y is kept
+    kept = (held[0].clone(), held[1].clone(), view.clone())
+    for k in range(6):  # later batches of the same size
+        b = ds.__getitems__([6 + k, 7 + k, 8 + k]).batched
+        s = ds.starts[[6 + k, 7 + k, 8 + k]]
+        want = np.nan_to_num(raw[s + ds.seq_len], nan=0.0)
+        np.testing.assert_array_equal(b[1].numpy(), want)
+        del b
+    for a, b in zip(kept, (held[0], held[1], view), strict=True):
+        assert torch.equal(a, b)
+    first = ds.__getitems__([0, 1, 2]).batched[0].data_ptr()
+    assert ds.__getitems__([0, 1, 2]).batched[0].data_ptr() == first  # dropped: reused
+
+
 def _batches(ds, **kw):
     dl = DataLoader(ds, batch_size=8, shuffle=False, collate_fn=CachedERA5Dataset.collate, **kw)
     return [tuple(t.clone() for t in b) for b in dl]

@@ -10,13 +10,15 @@ physical units), NaN (land in ``sst``) replaced by ``fill_value`` after normalis
 Windows never cross a gap in time nor the edge of their split. The array is read through
 ``numpy.memmap`` at ``/data``'s file offset, opened lazily in each process (the object
 pickles without its map, so ``fork`` and ``spawn`` workers each open their own).
-``__getitems__`` gathers a whole batch with one fancy-indexing operation; pass
+``__getitems__`` gathers a whole batch with ``torch.index_select`` from the map, a few
+samples at a time, into buffers reused once the caller drops a batch; pass
 ``collate_fn=CachedERA5Dataset.collate`` to a DataLoader to take that batch without a
 further copy (the default collate also works, with one extra copy).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -112,6 +114,8 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         self._scale = scale.astype(np.float32)[:, None, None]
         self._offset_c = offset.astype(np.float32)[:, None, None]
         self._mm: np.memmap | None = None
+        self._src: torch.Tensor | None = None  # the map as a tensor (for index_select)
+        self._pool: list[tuple[np.ndarray, np.ndarray]] = []  # reusable batch buffers
 
     # --- construction helpers -------------------------------------------------------------
     def _split_mask(self, split, periods, time_range) -> np.ndarray:
@@ -157,7 +161,7 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_mm"] = None
+        state["_mm"], state["_src"], state["_pool"] = None, None, []
         return state
 
     # --- items ----------------------------------------------------------------------------
@@ -170,49 +174,80 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         idx = np.r_[np.arange(s, s + self.seq_len), s + self.seq_len - 1 + self.lead]
         return self._all_times[idx]
 
-    def _prepare(self, x: np.ndarray, y: np.ndarray, starts: np.ndarray):
-        """Normalise in place, fill NaN, build outputs. x (..., S, C, H, W), y (..., C, H, W).
+    def _load(self, starts: np.ndarray):
+        """Windows starting at ``starts`` as tensors (x, y[, mask][, times]), batched.
 
-        In-place torch kernels (one pass each; ``numpy.nan_to_num`` is ~15x slower here).
+        Reads and prepares a few samples (~2 MiB) at a time, so that the in-place passes
+        (normalise, fill NaN; torch kernels, ~15x faster than ``numpy.nan_to_num``) run on
+        data still in the CPU cache rather than on the whole batch in memory.
         """
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        mask = torch.isnan(yt).logical_not_() if self.return_mask else None
+        n = starts.size
+        x, y = self._buffers(n)
+        mask = np.empty(y.shape, bool) if self.return_mask else None
         scale, offset = torch.from_numpy(self._scale), torch.from_numpy(self._offset_c)
-        for t in (xt, yt):
-            if self.normalize:
-                t.mul_(scale).add_(offset)
-            torch.nan_to_num_(t, nan=self.fill_value)
-        out = [xt, yt]
+        group = max(1, (2 << 20) // (x[0].nbytes + y[0].nbytes))
+        for a in range(0, n, group):
+            b = min(n, a + group)
+            self._read(starts[a:b], x[a:b], y[a:b])
+            xt, yt = torch.from_numpy(x[a:b]), torch.from_numpy(y[a:b])
+            if mask is not None:
+                torch.ne(yt, yt, out=torch.from_numpy(mask[a:b])).logical_not_()  # not NaN
+            for t in (xt, yt):
+                if self.normalize:
+                    t.mul_(scale).add_(offset)
+                torch.nan_to_num_(t, nan=self.fill_value)
+        out = [torch.from_numpy(x), torch.from_numpy(y)]
         if mask is not None:
-            out.append(mask)
+            out.append(torch.from_numpy(mask))
         if self.return_time:
-            idx = starts[..., None] + np.r_[np.arange(self.seq_len), self.seq_len - 1 + self.lead]
+            idx = starts[:, None] + np.r_[np.arange(self.seq_len), self.seq_len - 1 + self.lead]
             out.append(torch.from_numpy(self._all_times[idx].astype(np.int64)))
         return tuple(out)
 
-    def _gather(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _read(self, starts: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+        """Copy the raw windows at ``starts`` from the map into ``x`` and ``y``."""
         d = self.data
         tidx = starts[:, None] + np.arange(self.seq_len)
         target = starts + self.seq_len - 1 + self.lead
-        if self._ch_all:
-            return d[tidx], d[target]  # one fancy index each: a fresh writable copy
-        return d[tidx][:, :, self._ch], d[target][:, self._ch]
+        if not self._ch_all:
+            x[...] = d[tidx][:, :, self._ch]
+            y[...] = d[target][:, self._ch]
+            return
+        if self._src is None:
+            import warnings
+
+            with warnings.catch_warnings():  # read-only map; torch only reads from it
+                warnings.simplefilter("ignore", UserWarning)
+                self._src = torch.from_numpy(d)
+        torch.index_select(self._src, 0, torch.from_numpy(tidx.reshape(-1)),
+                           out=torch.from_numpy(x).view(-1, *d.shape[1:]))
+        torch.index_select(self._src, 0, torch.from_numpy(target), out=torch.from_numpy(y))
+
+    def _buffers(self, batch: int, keep: int = 4) -> tuple[np.ndarray, np.ndarray]:
+        """Output arrays for a batch: in the main process, a pooled pair that nobody else
+        references any more (a tensor made from it holds a reference, so a batch still in
+        use is never overwritten); else fresh ones. Reuse saves the page faults of a fresh
+        allocation, which were most of the cost of a large batch."""
+        shape = (len(self.channels), *self._shape[2:])
+        if torch.utils.data.get_worker_info() is None:
+            for pair in self._pool:
+                if pair[1].shape[0] == batch and all(sys.getrefcount(a) == 3 for a in pair):
+                    return pair  # referenced only by the pool's tuple (+ loop and call)
+        fresh = (np.empty((batch, self.seq_len, *shape), np.float32),
+                 np.empty((batch, *shape), np.float32))
+        if torch.utils.data.get_worker_info() is None:  # workers: batches go to shared memory
+            self._pool = self._pool[-(keep - 1):] + [fresh]  # any sizes (a short last batch)
+        return fresh
 
     def __getitem__(self, i: int):
         if i < 0:
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} windows")
-        s = self.starts[i : i + 1]
-        x, y = self._gather(s)
-        out = self._prepare(x[0], y[0], s[0])
-        return out
+        return tuple(t[0] for t in self._load(self.starts[i : i + 1]))
 
     def __getitems__(self, indices) -> _Batch:
-        idx = np.asarray(indices, dtype=np.int64)
-        s = self.starts[idx]
-        x, y = self._gather(s)
-        return _Batch(self._prepare(x, y, s))
+        return _Batch(self._load(self.starts[np.asarray(indices, dtype=np.int64)]))
 
     @staticmethod
     def collate(batch):

@@ -89,18 +89,34 @@ class _ZarrPerSample(_RawWindows):
         return np.stack([a[start:start + count] for a in self.arrays], axis=1)
 
 
-def _timed(batches, budget_s: float, max_batches: int) -> tuple[int, float]:
-    """Consume batches for about ``budget_s``; returns (samples, seconds)."""
+def _timed(batches, budget_s: float, max_batches: int, warmup_s: float = 1.0
+           ) -> tuple[int, float]:
+    """Consume batches for about ``budget_s`` after a warm-up (at least one batch, up to
+    ``warmup_s``: first allocations, worker start, buffer pools); returns (samples, seconds).
+    """
+    it = _forever(batches)
+    t0 = time.perf_counter()
+    for _ in it:
+        if time.perf_counter() - t0 > warmup_s:
+            break
     n, t0 = 0, time.perf_counter()
-    for k, b in enumerate(batches):
+    for k, b in enumerate(it):
         n += b[0].shape[0]
         if time.perf_counter() - t0 > budget_s or k + 1 >= max_batches:
             break
     return n, time.perf_counter() - t0
 
 
+def _forever(batches):
+    """Epoch after epoch of a DataLoader; other iterables as they are."""
+    if isinstance(batches, DataLoader):
+        while True:
+            yield from batches
+    yield from batches
+
+
 def _loader(ds, batch, workers=0, collate=None, ctx=None):
-    kw = dict(num_workers=workers, persistent_workers=False, pin_memory=False)
+    kw = dict(num_workers=workers, persistent_workers=bool(workers), pin_memory=False)
     if workers:
         kw["multiprocessing_context"] = ctx or "fork"
         kw["prefetch_factor"] = 4
