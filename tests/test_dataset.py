@@ -126,6 +126,31 @@ def test_batch_buffers_reused_only_when_released(cache):
     assert ds.__getitems__([0, 1, 2]).batched[0].data_ptr() == first  # dropped: reused
 
 
+def test_threads_share_a_dataset(cache):
+    """Batches fetched from several threads at once are right, and torch's thread count is
+    what it was (the fill runs on one thread and restores the setting)."""
+    import threading
+
+    ds = CachedERA5Dataset(cache, split="train", normalize=False)
+    before = torch.get_num_threads()
+    wrong: list[int] = []
+
+    def work(k: int) -> None:
+        for r in range(25):
+            idx = [(k * 7 + r + j) % len(ds) for j in range(3)]
+            y = ds.__getitems__(idx).batched[1]
+            want = np.nan_to_num(ds.data[ds.starts[idx] + ds.seq_len], nan=0.0)
+            if not np.array_equal(y.numpy(), want):
+                wrong.append(k)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == [] and torch.get_num_threads() == before
+
+
 def _batches(ds, **kw):
     dl = DataLoader(ds, batch_size=8, shuffle=False, collate_fn=CachedERA5Dataset.collate, **kw)
     return [tuple(t.clone() for t in b) for b in dl]

@@ -18,7 +18,9 @@ further copy (the default collate also works, with one extra copy).
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,6 +50,17 @@ class _Batch(Sequence):
         if not -len(self) <= k < len(self):
             raise IndexError(k)
         return tuple(t[k] for t in self.batched)
+
+
+_LOAD_LOCK = threading.Lock()
+
+
+def _new_load_lock() -> None:
+    global _LOAD_LOCK
+    _LOAD_LOCK = threading.Lock()  # a forked child must not inherit it held
+
+
+os.register_at_fork(after_in_child=_new_load_lock)
 
 
 def _shared_empty(shape: tuple[int, ...]) -> torch.Tensor:
@@ -187,14 +200,15 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         (normalise, fill NaN; torch kernels, ~15x faster than ``numpy.nan_to_num``) run on
         data still in the CPU cache rather than on the whole batch in memory.
         """
-        threads = torch.get_num_threads()
-        if threads > 1:  # see _load_groups
-            torch.set_num_threads(1)
-        try:
-            return self._load_groups(starts, batched)
-        finally:
-            if threads > 1:
-                torch.set_num_threads(threads)
+        with _LOAD_LOCK:  # one load at a time per process: the thread setting and the pool
+            threads = torch.get_num_threads()
+            if threads > 1:  # see _load_groups
+                torch.set_num_threads(1)
+            try:
+                return self._load_groups(starts, batched)
+            finally:
+                if threads > 1:
+                    torch.set_num_threads(threads)
 
     def _load_groups(self, starts: np.ndarray, batched: bool):
         """:meth:`_load` on one thread: the per-group kernels are small, and with intra-op
