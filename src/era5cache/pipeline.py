@@ -329,6 +329,7 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         stats = build_h5(staging.zarr, part, channels, axis, cfg.periods, cfg.chunk_steps,
                          {c: target.dataset[c].attrs for c in channels},
                          keep=None if keep.all() else keep)
+        _fsync_file(part)  # durable before it is named as built
         os.replace(part, staging.h5)
         lap("hdf5+stats")
         kill_point("h5-built")
@@ -545,14 +546,16 @@ def _link_chunk(src: Path, dst: Path, channels: list[str], k: int) -> None:
 
 def _fsync_chunk(store: Path, channels: list[str], k: int) -> None:
     for f in _chunk_files(store, channels, k):
-        try:
-            fd = os.open(f, os.O_RDONLY)
-        except FileNotFoundError:  # all fill values: zarr wrote no file
-            continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if f.exists():  # else all fill values: zarr wrote no file
+            _fsync_file(f)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _progress_bar(total: int, enabled: bool, initial: int = 0):
