@@ -21,11 +21,11 @@ def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
-def fsync_dir(path: Path) -> None:
-    """Make renames inside ``path`` durable."""
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or (for a folder) the renames inside it, to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -35,7 +35,7 @@ from .faults import kill_point
 from .grid import TARGET_LAT, TARGET_LON
 from .h5cache import build_h5, data_offset
 from .layout import FORMAT_VERSION, H5_NAME, MANIFEST_NAME, ZARR_NAME
-from .manifest import atomic_write_json, input_record
+from .manifest import atomic_write_json, fsync_path, input_record
 from .quality import NonFiniteValueError, scan_all_nan
 from .reader import (
     TARGET_CHUNK_BYTES,
@@ -329,7 +329,7 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         stats = build_h5(staging.zarr, part, channels, axis, cfg.periods, cfg.chunk_steps,
                          {c: target.dataset[c].attrs for c in channels},
                          keep=None if keep.all() else keep)
-        _fsync_file(part)  # durable before it is named as built
+        fsync_path(part)  # durable before it is named as built
         os.replace(part, staging.h5)
         lap("hdf5+stats")
         kill_point("h5-built")
@@ -547,15 +547,7 @@ def _link_chunk(src: Path, dst: Path, channels: list[str], k: int) -> None:
 def _fsync_chunk(store: Path, channels: list[str], k: int) -> None:
     for f in _chunk_files(store, channels, k):
         if f.exists():  # else all fill values: zarr wrote no file
-            _fsync_file(f)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_path(f)
 
 
 def _progress_bar(total: int, enabled: bool, initial: int = 0):

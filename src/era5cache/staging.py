@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .faults import kill_point
 from .layout import H5_NAME, MANIFEST_NAME, ZARR_NAME
-from .manifest import atomic_write_json, fsync_dir
+from .manifest import atomic_write_json, fsync_path
 
 STAGING_NAME = ".staging"
 RETIRED_NAME = ".retired"
@@ -102,7 +102,7 @@ def publish(out: Path) -> bool:
     if not ready.is_file():
         return False
     (out / MANIFEST_NAME).unlink(missing_ok=True)
-    fsync_dir(out)
+    fsync_path(out)
     kill_point("publish:manifest-removed")
     old = stage / "replaced"
     old.mkdir(exist_ok=True)
@@ -113,7 +113,7 @@ def publish(out: Path) -> bool:
             os.replace(stage / name, out / name)
             kill_point(f"publish:{name}")
     os.replace(ready, out / MANIFEST_NAME)
-    fsync_dir(out)
+    fsync_path(out)
     (stage / PROGRESS_NAME).unlink(missing_ok=True)  # the staging folder is spent
     kill_point("publish:done")
     retired = out / RETIRED_NAME

@@ -84,15 +84,13 @@ def appended(regridded: xr.Dataset, inputs: Era5Inputs, base: dict, base_zarr: P
     ``inputs`` (see the module docstring for the rules)."""
     old = xr.open_zarr(base_zarr, chunks={"time": chunk_steps})
     t_old = old["time"].values.astype("datetime64[s]")
-    prelim_old = np.isin(t_old, np.array(base["time"].get("preliminary", []),
-                                         dtype="datetime64[s]"))
+    t_prelim = np.array(base["time"].get("preliminary", []), dtype="datetime64[s]")
+    prelim_old = np.isin(t_old, t_prelim)
     t_new = inputs.dataset["time"].values.astype("datetime64[s]")
     ev_new = inputs.dataset["expver"].values.astype("U4")
-    pos = np.searchsorted(t_old, t_new).clip(0, max(t_old.size - 1, 0))
-    in_old = (t_old.size > 0) & (t_old[pos] == t_new) if t_old.size else np.zeros(
-        t_new.size, bool)
-    old_final = in_old & ~prelim_old[pos] if t_old.size else in_old
-    drop_new = in_old & (ev_new != FINAL) & old_final
+    in_old = np.isin(t_new, t_old)
+    old_final = in_old & ~np.isin(t_new, t_prelim)
+    drop_new = old_final & (ev_new != FINAL)
     keep_new = ~drop_new
     keep_old = ~np.isin(t_old, t_new[keep_new])
     times_all = np.concatenate([t_old[keep_old], t_new[keep_new]])
