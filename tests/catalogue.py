@@ -36,14 +36,10 @@ CHANNELS = "sst,t2m"
 GOOD_NAME = "era5_single-levels_2019-01.nc"
 
 
-def cli(*args: str | Path, env: dict | None = None, preexec=None
-        ) -> subprocess.CompletedProcess:
-    import os
-
+def cli(*args: str | Path, preexec=None) -> subprocess.CompletedProcess:
+    """Run ``era5cache`` in a fresh process; ``preexec`` runs in the child before it."""
     return subprocess.run([sys.executable, "-m", "era5cache.cli", *map(str, args)],
-                          capture_output=True, text=True,
-                          env=None if env is None else {**os.environ, **env},
-                          preexec_fn=preexec)
+                          capture_output=True, text=True, preexec_fn=preexec)
 
 
 def job_args(inputs: list[Path], out: Path, *extra: str) -> list[str]:

@@ -102,11 +102,9 @@ def raw_decode(path: Path, var: str) -> np.ndarray:
 def run_cli(*args: str, check: bool = True):
     """Run ``era5cache`` in a fresh process, as users do (keeps Dask/HDF5 threads out of the
     test process: HDF5 is not thread-safe)."""
-    import subprocess
-    import sys
+    from catalogue import cli
 
-    r = subprocess.run([sys.executable, "-m", "era5cache.cli", *map(str, args)],
-                       capture_output=True, text=True)
+    r = cli(*args)
     if check and r.returncode != 0:
         raise AssertionError(f"era5cache {' '.join(map(str, args))} failed:\n{r.stderr}")
     return r
