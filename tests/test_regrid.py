@@ -8,7 +8,7 @@ import pytest
 from conftest import run_cdo_remapcon
 
 from era5cache.grid import TARGET_LAT_EDGES, TARGET_LON_EDGES, SourceGrid, lat_bounds, lon_bounds
-from era5cache.regrid import ConservativeRegridder, CoverageError
+from era5cache.regrid import ConservativeRegridder, CoverageError, InfiniteValueError
 
 
 def era5_grid(res: float, ascending: bool = False, lon180: bool = False) -> SourceGrid:
@@ -131,6 +131,40 @@ def test_nan_rule_thresholds():
     assert np.isfinite(strict[40, 1])
     all_nan = np.full(g.shape, np.nan)
     assert np.isnan(r(all_nan, threshold=0.0)).all()
+
+
+def test_each_step_regridded_on_its_own_and_matches_float64_reference():
+    """A block mixing NaN-free and masked steps gives, step for step, what regridding each
+    step alone gives, and equals a dense float64 matrix product (fracarea rule)."""
+    g = era5_grid(1.0)
+    rng = np.random.default_rng(3)
+    block = (250 + 40 * rng.random((2, 3) + g.shape)).astype(np.float32)
+    block[0, 1, 10:60, 100:200] = np.nan  # one masked step among NaN-free ones
+    r = ConservativeRegridder.for_grid(g)
+    out = r(block, threshold=0.5)
+    assert out.shape == (2, 3, 80, 180) and out.dtype == np.float32
+    for i in range(2):
+        for j in range(3):
+            np.testing.assert_array_equal(out[i, j], r(block[i, j], threshold=0.5))
+    wlat, wlon = r.lat.to_dense(g.shape[0]), r.lon.to_dense(g.shape[1])
+    x = block[0, 1].astype(np.float64)
+    valid = ~np.isnan(x)
+    num = wlat @ np.where(valid, x, 0) @ wlon.T
+    den = wlat @ valid @ wlon.T
+    ref = np.where(den / r.area >= 0.5 - 1e-9, num / np.where(den > 0, den, 1), np.nan)
+    np.testing.assert_array_equal(np.isnan(out[0, 1]), np.isnan(ref))
+    np.testing.assert_allclose(out[0, 1], ref, rtol=2e-7, equal_nan=True)
+    assert np.isnan(out[0, 1]).any() and not np.isnan(out[0, 0]).any()
+
+
+def test_infinite_value_names_its_step():
+    g = era5_grid(2.0)
+    block = np.full((4,) + g.shape, 280.0, dtype=np.float32)
+    block[2, 5, 7] = np.nan
+    block[3, 5, 7] = -np.inf
+    with pytest.raises(InfiniteValueError) as info:
+        ConservativeRegridder.for_grid(g)(block)
+    assert info.value.step == 3
 
 
 def test_regional_grid_is_a_coverage_error():

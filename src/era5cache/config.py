@@ -211,3 +211,12 @@ def check(cfg: PreprocessConfig, where: str) -> None:
     if cfg.all_nan_steps not in ALL_NAN_POLICIES:
         raise ConfigError(f"{where}: all_nan_steps is {cfg.all_nan_steps!r}; use one of "
                           f"{', '.join(ALL_NAN_POLICIES)}")
+
+
+def with_overrides(cfg: PreprocessConfig, **kw) -> PreprocessConfig:
+    """``cfg`` with the non-None keyword values replaced (dask.* keys use a 'dask_' prefix)."""
+    dask_kw = {k[5:]: v for k, v in kw.items() if k.startswith("dask_") and v is not None}
+    top = {k: v for k, v in kw.items() if not k.startswith("dask_") and v is not None}
+    if dask_kw:
+        top["dask"] = dataclasses.replace(cfg.dask, **dask_kw)
+    return dataclasses.replace(cfg, **top)

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .checksum import file_sha256
 from .errors import CacheError
 from .layout import MANIFEST_NAME
 
@@ -33,14 +32,11 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def input_record(path: Path, with_hash: bool) -> dict[str, Any]:
+def input_record(path: Path, sha256: str | None) -> dict[str, Any]:
+    """The manifest's record of one input file (``sha256`` None: not hashed)."""
     st = path.stat()
-    return {
-        "path": str(path.resolve()),
-        "size": st.st_size,
-        "mtime": st.st_mtime,
-        "sha256": file_sha256(path) if with_hash else None,
-    }
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime,
+            "sha256": sha256}
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:

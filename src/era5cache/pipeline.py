@@ -11,7 +11,6 @@ folder and renamed into place at the end; ``manifest.json`` is written last with
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import hashlib
 import json
@@ -28,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from .checksum import file_sha256, tree_sha256
+from .checksum import BackgroundHashes, file_sha256, tree_sha256
 from .config import PreprocessConfig
 from .errors import CacheError, ConfigError, InputError, ResourceError
 from .faults import kill_point
@@ -50,6 +49,7 @@ from .regrid_xarray import regrid_dataset
 from .staging import STAGING_NAME, Staging, discard, publish
 from .target import Target, appended, fresh
 from .timeaxis import analyse, format_step
+from .workers import START_METHOD, start_fork_server, worker_environ
 from .writelock import exclusive_writer
 
 UNZIP_NAME = ".unzipped"  # members of CDS ZIP archives, removed after a successful run
@@ -137,7 +137,10 @@ def dask_client(cfg: PreprocessConfig) -> Iterator:
             yield client
         return
     n = cfg.dask.workers or max(1, os.cpu_count() or 1)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(cfg)}), \
+    start_fork_server(cfg.dask.memory_limit)  # the CLI started it already: a no-op then
+    with dask.config.set({"distributed.worker.multiprocessing-method": START_METHOD,
+                          "distributed.nanny.pre-spawn-environ":
+                              worker_environ(cfg.dask.memory_limit)}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                          memory_limit=cfg.dask.memory_limit, dashboard_address=None,
                          silence_logs=_worker_log_level()) as cluster, \
@@ -176,20 +179,6 @@ class BackgroundClient:
             self._pool.submit(self._cm.__exit__, None, None, None).result()
         finally:
             self._pool.shutdown()
-
-
-def worker_environ(cfg: PreprocessConfig) -> dict[str, str]:
-    """Environment of local worker processes: Dask's defaults, with glibc malloc keeping
-    freed blocks (up to a quarter of the memory limit, at most 256 MiB) instead of returning
-    them to the OS at once. Dask's default (MALLOC_TRIM_THRESHOLD_=64 KiB) also fixes the mmap
-    threshold at 128 KiB, so every read block was a fresh mapping to page-fault."""
-    from dask.utils import parse_bytes
-
-    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
-    limit = parse_bytes(cfg.dask.memory_limit) if cfg.dask.memory_limit else 2**31
-    env["MALLOC_TRIM_THRESHOLD_"] = str(int(min(256 * 2**20, limit // 4)))
-    env["MALLOC_MMAP_THRESHOLD_"] = str(32 * 2**20)
-    return env
 
 
 def run(cfg: PreprocessConfig, progress: bool = True, append: bool = False,
@@ -289,7 +278,7 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         stages[name] = time.perf_counter() - t0 - sum(stages.values())
 
     base = published_base(out, cfg) if append else None
-    inputs = None
+    inputs = hashes = None
     cluster = BackgroundClient(cfg)
     try:
         inputs, ds, regridder = plan(cfg, extract_dir=out / UNZIP_NAME,
@@ -303,6 +292,7 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
                 discard(out)
                 return JobResult(out, tuple(channels), int(current["shape"][0]), input_bytes,
                                  time.perf_counter() - t0, stages, status="up to date")
+        hashes = BackgroundHashes(list(inputs.files)) if cfg.hash_inputs else None
         regridded = regrid_dataset(ds, regridder, {c: cfg.threshold(c) for c in channels})
         for c in channels:
             regridded[c].attrs = {k: v for k, v in ds[c].attrs.items()
@@ -334,7 +324,8 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         lap("hdf5+stats")
         kill_point("h5-built")
         manifest = _manifest(cfg, inputs, base, target, staging, channels, times, axis,
-                             stats, skipped, resumed, fingerprint)
+                             stats, skipped, resumed, fingerprint,
+                             hashes.result() if hashes else {})
         atomic_write_json(staging.manifest, manifest)
         lap("checksums")
         kill_point("manifest-staged")
@@ -346,6 +337,8 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
                          replaced_steps=target.replaced,
                          preliminary_steps=int(target.preliminary.size))
     finally:
+        if hashes is not None:
+            hashes.cancel()
         if inputs is not None:
             inputs.close()
         cluster.close()
@@ -377,8 +370,9 @@ def _all_nan_policy(target: Target, staging: Staging, channels: list[str],
 
 def _manifest(cfg: PreprocessConfig, inputs: Era5Inputs, base: dict | None, target: Target,
               staging: Staging, channels: list[str], times: np.ndarray, axis,
-              stats, skipped: list[dict], resumed: int, fingerprint: str) -> dict:
-    records = [input_record(f, cfg.hash_inputs) for f in inputs.files]
+              stats, skipped: list[dict], resumed: int, fingerprint: str,
+              sha256: dict[Path, str]) -> dict:
+    records = [input_record(f, sha256.get(f)) for f in inputs.files]
     if base is not None:
         new_paths = {r["path"] for r in records}
         records = [r for r in base["inputs"] if r["path"] not in new_paths] + records
@@ -555,12 +549,3 @@ def _progress_bar(total: int, enabled: bool, initial: int = 0):
 
     return tqdm(total=total, initial=initial, desc="time chunks", unit="chunk",
                 disable=not enabled)
-
-
-def with_overrides(cfg: PreprocessConfig, **kw) -> PreprocessConfig:
-    """``cfg`` with the non-None keyword values replaced (dask.* keys use a 'dask_' prefix)."""
-    dask_kw = {k[5:]: v for k, v in kw.items() if k.startswith("dask_") and v is not None}
-    top = {k: v for k, v in kw.items() if not k.startswith("dask_") and v is not None}
-    if dask_kw:
-        top["dask"] = dataclasses.replace(cfg.dask, **dask_kw)
-    return dataclasses.replace(cfg, **top)

@@ -121,21 +121,34 @@ class ConservativeRegridder:
             source_shape=grid.shape,
         )
 
-    def _apply(self, x: np.ndarray) -> np.ndarray:
-        """Weighted sums (no normalisation) of x (..., nlat_src, nlon_src) -> (..., 80, 180)."""
-        acc = np.zeros(x.shape[:-2] + (NLAT, x.shape[-1]), dtype=np.float64)
+    def _apply_step(self, x: np.ndarray, out: np.ndarray, work: _Work) -> None:
+        """Weighted sums (no normalisation) of one field ``x`` (n_lat_src, n_lon_src) into
+        ``out`` (80, 180) float64: the latitude pass, then the longitude pass.
+
+        One step at a time on preallocated buffers: the float64 intermediate of one step
+        (80 x n_lon_src) stays in the CPU cache; over a whole block it did not (measured 2.4x
+        slower on 24 0.25-degree steps).
+        """
+        acc, product = work.acc, work.product
         for k in range(self.lat.index.shape[1]):
-            acc += self.lat.weight[:, k, None] * x[..., self.lat.index[:, k], :]
-        out = np.zeros(x.shape[:-2] + (NLAT, NLON), dtype=np.float64)
+            gathered = x[self.lat.index[:, k]]  # not np.take(out=): it copies a strided x
+            if k == 0:
+                np.multiply(self.lat.weight[:, k, None], gathered, out=acc)
+            else:
+                np.multiply(self.lat.weight[:, k, None], gathered, out=product)
+                acc += product
+        out[...] = 0.0
         for k in range(self.lon.index.shape[1]):
-            out += self.lon.weight[:, k] * acc[..., self.lon.index[:, k]]
-        return out
+            out += self.lon.weight[:, k] * acc[:, self.lon.index[:, k]]
 
     def __call__(self, field: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         """Regrid ``field`` shaped ``(..., n_lat_src, n_lon_src)`` to ``(..., 80, 180)`` float32.
 
         NaN marks missing source values; see the module docstring for the rule. Sums are
-        accumulated in float64.
+        accumulated in float64. Each 2-D field (step) is regridded on its own, so a result
+        does not depend on which other steps share the call. Raises
+        :class:`InfiniteValueError` for a field holding +-inf (never valid data; it would
+        spread over every target cell it touches).
         """
         field = np.asarray(field)
         if field.shape[-2:] != self.source_shape:
@@ -143,13 +156,50 @@ class ConservativeRegridder:
                 f"field has grid shape {field.shape[-2:]}, weights were built for "
                 f"{self.source_shape}"
             )
-        valid = ~np.isnan(field)
-        if valid.all():
-            return (self._apply(field) / self.area).astype(np.float32)
-        num = self._apply(np.where(valid, field, 0.0))
-        den = self._apply(valid.astype(np.float32))
-        share = den / self.area
-        keep = (den > 0) & (share >= threshold - 1e-9)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(keep, num / den, np.nan)
-        return out.astype(np.float32)
+        if field.dtype.kind != "f":
+            field = field.astype(np.float64)
+        lead = field.shape[:-2]
+        steps = field.reshape((-1,) + self.source_shape)
+        out = np.empty((steps.shape[0], NLAT, NLON), dtype=np.float32)
+        work = _Work.for_shape(self.source_shape[1])
+        num = np.empty((NLAT, NLON))
+        den = np.empty((NLAT, NLON))
+        for i, x in enumerate(steps):
+            if np.isfinite(x).all():  # the common case: one pass, no mask
+                self._apply_step(x, num, work)
+                np.divide(num, self.area, out=out[i], casting="same_kind")
+                continue
+            if np.isinf(x).any():
+                raise InfiniteValueError(i)
+            valid = ~np.isnan(x)
+            self._apply_step(np.where(valid, x, 0), num, work)
+            self._apply_step(valid.astype(x.dtype), den, work)
+            share = den / self.area
+            keep = (den > 0) & (share >= threshold - 1e-9)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[i] = np.where(keep, num / den, np.nan)
+        return out.reshape(lead + (NLAT, NLON))
+
+
+class InfiniteValueError(ValueError):
+    """A field holds +-inf. ``step`` is its index among the fields of the call (the leading
+    dimensions flattened in C order)."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+    def __str__(self) -> str:
+        return f"field {self.step} holds infinite values"
+
+
+@dataclass(frozen=True)
+class _Work:
+    """Scratch buffers of one regridding call: float64 sums and products, (80, n_lon_src)."""
+
+    acc: np.ndarray
+    product: np.ndarray
+
+    @classmethod
+    def for_shape(cls, n_lon_src: int) -> _Work:
+        return cls(acc=np.empty((NLAT, n_lon_src)), product=np.empty((NLAT, n_lon_src)))

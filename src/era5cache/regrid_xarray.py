@@ -9,7 +9,7 @@ import xarray as xr
 
 from .grid import TARGET_LAT, TARGET_LON
 from .quality import NonFiniteValueError, infinite_steps
-from .regrid import ConservativeRegridder
+from .regrid import ConservativeRegridder, InfiniteValueError
 
 
 def target_coords() -> dict[str, xr.DataArray]:
@@ -27,12 +27,14 @@ def target_coords() -> dict[str, xr.DataArray]:
 def _regrid_block(block: np.ndarray, regridder: ConservativeRegridder, threshold: float,
                   name: str, time_axis: int | None, block_info=None) -> np.ndarray:
     """Regrid one block; raise :class:`NonFiniteValueError` if it holds +-inf."""
-    if time_axis is not None:
+    try:
+        return regridder(block, threshold=threshold)
+    except InfiniteValueError:
+        if time_axis is None:
+            raise
         bad = infinite_steps(block, time_axis)
-        if bad.any():
-            start = block_info[0]["array-location"][time_axis][0] if block_info else 0
-            raise NonFiniteValueError(name, start + int(np.argmax(bad)), int(bad.sum()))
-    return regridder(block, threshold=threshold)
+        start = block_info[0]["array-location"][time_axis][0] if block_info else 0
+        raise NonFiniteValueError(name, start + int(np.argmax(bad)), int(bad.sum())) from None
 
 
 def regrid_dataarray(da: xr.DataArray, regridder: ConservativeRegridder,
