@@ -40,7 +40,8 @@ class CoverageError(ValueError):
 class SparseWeights:
     """Weights of one axis: ``out[i] = sum_k weight[i, k] * src[index[i, k]]``.
 
-    ``index`` and ``weight`` have shape ``(n_target, K)``; padding entries have weight 0.
+    ``index`` and ``weight`` have shape ``(n_target, K)``; padding entries have weight 0 and
+    repeat an index of their row, so every index names a source cell that contributes.
     Weights are unnormalised overlap measures (sin-latitude differences or degrees).
     """
 
@@ -55,6 +56,7 @@ class SparseWeights:
         weight = np.zeros((dense.shape[0], k), dtype=np.float64)
         for i in range(dense.shape[0]):
             cols = np.flatnonzero(nz[i])
+            index[i, :] = cols[0] if cols.size else 0  # padding repeats a used index
             index[i, : cols.size] = cols
             weight[i, : cols.size] = dense[i, cols]
         return cls(index=index, weight=weight)
@@ -147,8 +149,9 @@ class ConservativeRegridder:
         NaN marks missing source values; see the module docstring for the rule. Sums are
         accumulated in float64. Each 2-D field (step) is regridded on its own, so a result
         does not depend on which other steps share the call. Raises
-        :class:`InfiniteValueError` for a field holding +-inf (never valid data; it would
-        spread over every target cell it touches).
+        :class:`InfiniteValueError` for a field with +-inf in a source row that contributes
+        to the target (never valid data; it would spread over every target cell it touches);
+        rows poleward of the target (beyond 80 degrees) are not read.
         """
         field = np.asarray(field)
         if field.shape[-2:] != self.source_shape:
@@ -164,12 +167,17 @@ class ConservativeRegridder:
         work = _Work.for_shape(self.source_shape[1])
         num = np.empty((NLAT, NLON))
         den = np.empty((NLAT, NLON))
+        rows = slice(int(self.lat.index.min()), int(self.lat.index.max()) + 1)
         for i, x in enumerate(steps):
-            if np.isfinite(x).all():  # the common case: one pass, no mask
+            with np.errstate(invalid="ignore"):
                 self._apply_step(x, num, work)
+            # Every index names a contributing cell (weight > 0), so the sums are finite
+            # exactly when no contributing cell is NaN or inf: the common case, checked on
+            # the 80 x 180 sums rather than on the source field.
+            if np.isfinite(num).all():
                 np.divide(num, self.area, out=out[i], casting="same_kind")
                 continue
-            if np.isinf(x).any():
+            if np.isinf(x[..., rows, :]).any():
                 raise InfiniteValueError(i)
             valid = ~np.isnan(x)
             self._apply_step(np.where(valid, x, 0), num, work)
