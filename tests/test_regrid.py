@@ -165,6 +165,11 @@ def test_infinite_value_names_its_step():
     with pytest.raises(InfiniteValueError) as info:
         ConservativeRegridder.for_grid(g)(block)
     assert info.value.step == 3
+    # A row poleward of 80 degrees does not contribute to the target: not read, no error.
+    block[3, 5, 7] = 280.0
+    block[3, 0, :] = np.inf  # the 90N row
+    out = ConservativeRegridder.for_grid(g)(block)
+    np.testing.assert_array_equal(out[3], out[0])
 
 
 def test_regional_grid_is_a_coverage_error():

@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import yaml
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # numpy is imported where used: the CLI reads the recipe before heavy imports
+    import numpy as np
 
 SPLITS = ("train", "val", "test")
 
@@ -27,9 +29,13 @@ class Period:
     end: str
 
     def bounds(self) -> tuple[np.datetime64, np.datetime64]:
+        import numpy as np
+
         return np.datetime64(self.start, "s"), np.datetime64(self.end, "s")
 
     def mask(self, times: np.ndarray) -> np.ndarray:
+        import numpy as np
+
         lo, hi = self.bounds()
         t = np.asarray(times).astype("datetime64[s]")
         return (t >= lo) & (t <= hi)
@@ -44,6 +50,8 @@ class Periods:
     test: Period | None = None
 
     def masks(self, times: np.ndarray) -> dict[str, np.ndarray]:
+        import numpy as np
+
         n = np.asarray(times).size
         out = {}
         for name in SPLITS:

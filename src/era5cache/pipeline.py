@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +48,9 @@ from .regrid_xarray import regrid_dataset
 from .staging import STAGING_NAME, Staging, discard, publish
 from .target import Target, appended, fresh
 from .timeaxis import analyse, format_step
-from .workers import START_METHOD, start_fork_server, worker_environ
+from .workers import START_METHOD, memory_bytes, start_fork_server, worker_environ
 from .writelock import exclusive_writer
+from .zarr_store import fsync_chunk, link_chunk, store_chunk, write_template
 
 UNZIP_NAME = ".unzipped"  # members of CDS ZIP archives, removed after a successful run
 
@@ -88,11 +88,9 @@ def read_chunk_bytes(cfg: PreprocessConfig) -> int:
     that (the block, its re-ordered view's consumers, regridding temporaries, the next block
     read ahead); so a block is (limit - 160 MiB) / 5, between 4 and 30 MiB.
     """
-    from dask.utils import parse_bytes
-
     if not cfg.dask.memory_limit or cfg.dask.scheduler:
         return TARGET_CHUNK_BYTES
-    limit = parse_bytes(cfg.dask.memory_limit)
+    limit = memory_bytes(cfg.dask.memory_limit)
     return int(min(TARGET_CHUNK_BYTES, max(4 * 2**20, (limit - 160 * 2**20) // 5)))
 
 
@@ -139,6 +137,8 @@ def dask_client(cfg: PreprocessConfig) -> Iterator:
     n = cfg.dask.workers or max(1, os.cpu_count() or 1)
     start_fork_server(cfg.dask.memory_limit)  # the CLI started it already: a no-op then
     with dask.config.set({"distributed.worker.multiprocessing-method": START_METHOD,
+                          # the statistical profiler samples every thread each 10 ms
+                          "distributed.worker.profile.enabled": False,
                           "distributed.nanny.pre-spawn-environ":
                               worker_environ(cfg.dask.memory_limit)}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
@@ -281,6 +281,7 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
     inputs = hashes = None
     cluster = BackgroundClient(cfg)
     try:
+
         inputs, ds, regridder = plan(cfg, extract_dir=out / UNZIP_NAME,
                                      channels=tuple(base["channels"]) if base else None)
         input_bytes = sum(f.stat().st_size for f in inputs.files)
@@ -435,56 +436,61 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
     keeps, then write each remaining time chunk on Dask (:func:`store_chunk`). Each finished
     chunk is fsync'ed and recorded in the staging journal.
 
+    The template is written by a worker (:func:`write_template`), whose Zarr and xarray are
+    loaded already, while the other worker starts regridding: in this process, importing
+    Zarr would delay the whole job (0.5 s on the reference VM). The chunk writes wait for it.
+
     Chunks are written with zarr directly rather than by xarray region writes: those left a
     chunk unwritten now and then under CPU contention (measured: 1 run in ~5 of a 20-chunk
     job on a loaded 2-core machine; the chunk read back as NaN).
     """
+    import dask
     from dask.distributed import as_completed
     from distributed import KilledWorker
 
     path = staging.zarr
     ds = target.dataset
     channels = list(ds.data_vars)
+    client = cluster.get()
+    template = None
     if not staging.resumed:
         encoding = {c: {"chunks": (cfg.chunk_steps, TARGET_LAT.size, TARGET_LON.size)}
                     for c in channels}
         encoding["time"] = {"units": "seconds since 1970-01-01", "dtype": "int64",
                             "calendar": "proleptic_gregorian", "chunks": (target.times.size,)}
-        with warnings.catch_warnings():  # zarr: consolidated metadata is not in the v3 spec
-            warnings.filterwarnings("ignore", message="Consolidated metadata")
-            ds.to_zarr(path, mode="w", compute=False, encoding=encoding, zarr_format=3,
-                       consolidated=True)
-        staging.save()
-        kill_point("template")
+        template = client.submit(write_template, ds, str(path), encoding, pure=False,
+                                 key="zarr-template")
     else:  # a killed writer may have left zarr's temporary files behind
         for junk in path.rglob("*.partial"):
             junk.unlink(missing_ok=True)
     todo = [k for k in range(target.n_chunks) if k not in staging.done]
     linked = [k for k in todo if target.reuse[k]]
-    for k in linked:
-        _link_chunk(base_zarr, path, channels, k)
-    staging.record(linked)
     todo = [k for k in todo if not target.reuse[k]]
+    writes = []
+    for k in todo:
+        a, b = target.chunk_bounds(k)
+        blocks = [ds[c].data[a:b] for c in channels]
+        writes.append(dask.delayed(store_chunk, pure=False)(
+            str(path), channels, a, b, *blocks, after=template,
+            dask_key_name=f"store-chunk-{k}"))
     bar = _progress_bar(target.n_chunks, progress, initial=target.n_chunks - len(todo))
     try:
-        if todo:
-            import dask
-
-            writes = []
-            for k in todo:
-                a, b = target.chunk_bounds(k)
-                blocks = [ds[c].data[a:b] for c in channels]
-                writes.append(dask.delayed(store_chunk, pure=False)(
-                    str(path), channels, a, b, *blocks, dask_key_name=f"store-chunk-{k}"))
-            futures = cluster.get().compute(writes)
-            chunk_of = {f.key: k for f, k in zip(futures, todo, strict=True)}
-            for fut in as_completed(futures):
-                fut.result()
-                k = chunk_of[fut.key]
-                _fsync_chunk(path, channels, k)
-                staging.record([k])
-                bar.update(1)
-                kill_point(f"chunks:{len(staging.done)}")
+        futures = client.compute(writes) if writes else []
+        chunk_of = {f.key: k for f, k in zip(futures, todo, strict=True)}
+        if template is None:
+            _link_chunks(base_zarr, path, channels, linked, staging)
+        for fut in as_completed(futures + ([template] if template is not None else [])):
+            fut.result()
+            if fut is template:
+                staging.save()
+                kill_point("template")
+                _link_chunks(base_zarr, path, channels, linked, staging)
+                continue
+            k = chunk_of[fut.key]
+            fsync_chunk(path, channels, k)
+            staging.record([k])
+            bar.update(1)
+            kill_point(f"chunks:{len(staging.done)}")
     except NonFiniteValueError as exc:
         i = int(exc.first)
         when = inputs.dataset["time"].values[i].astype("datetime64[s]")
@@ -501,47 +507,13 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
         staging.save()
 
 
-def store_chunk(store: str, channels: list[str], a: int, b: int, *blocks: np.ndarray) -> int:
-    """Write steps ``a:b`` (one whole Zarr chunk) of each channel and read them back: the
-    bytes on disk must decode to the block (NaN where NaN). Runs on a Dask worker."""
-    import zarr
-
-    group = zarr.open_group(store, mode="r+", use_consolidated=False)
-    for ch, block in zip(channels, blocks, strict=True):
-        arr = group[ch]
-        arr[a:b] = block
-        back = arr[a:b]
-        if not np.array_equal(back, block, equal_nan=True):
-            raise RuntimeError(
-                f"{store}/{ch}: time steps {a}:{b} read back differently after writing "
-                f"(block all-NaN: {bool(np.isnan(block).all())}, read back all-NaN: "
-                f"{bool(np.isnan(back).all())})")
-    return b - a
-
-
-def _chunk_files(store: Path, channels: list[str], k: int) -> list[Path]:
-    """The files of time chunk ``k`` (zarr v3 default chunk keys: ``<var>/c/<k>/0/0``)."""
-    return [store / ch / "c" / str(k) / "0" / "0" for ch in channels]
-
-
-def _link_chunk(src: Path, dst: Path, channels: list[str], k: int) -> None:
-    """Hard-link (or copy) chunk ``k`` of every channel from ``src`` into ``dst``. A chunk
-    file missing from ``src`` held only fill values (NaN) and stays missing."""
-    for s, d in zip(_chunk_files(src, channels, k), _chunk_files(dst, channels, k), strict=True):
-        d.unlink(missing_ok=True)
-        if not s.exists():
-            continue
-        d.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(s, d)
-        except OSError:
-            shutil.copy2(s, d)
-
-
-def _fsync_chunk(store: Path, channels: list[str], k: int) -> None:
-    for f in _chunk_files(store, channels, k):
-        if f.exists():  # else all fill values: zarr wrote no file
-            fsync_path(f)
+def _link_chunks(src: Path, dst: Path, channels: list[str], chunks: list[int],
+                 staging: Staging) -> None:
+    """Hard-link the time chunks an append keeps (after the template exists) and record
+    them."""
+    for k in chunks:
+        link_chunk(src, dst, channels, k)
+    staging.record(chunks)
 
 
 def _progress_bar(total: int, enabled: bool, initial: int = 0):

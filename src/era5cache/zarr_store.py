@@ -1,0 +1,72 @@
+"""The staged Zarr store's files: the template, one whole time chunk per write, hard links.
+
+Functions that run on Dask workers (:func:`write_template`, :func:`store_chunk`) live here,
+away from the job's driver (:mod:`era5cache.pipeline`), so that a worker process loads only
+Zarr, xarray and numpy for them (see :data:`era5cache.workers.PRELOAD`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .manifest import fsync_path
+
+
+def write_template(ds: xr.Dataset, store: str, encoding: dict) -> None:
+    """Create the Zarr store of ``ds`` (metadata and coordinates; no data). Runs on a Dask
+    worker."""
+    with warnings.catch_warnings():  # zarr: consolidated metadata is not in the v3 spec
+        warnings.filterwarnings("ignore", message="Consolidated metadata")
+        ds.to_zarr(store, mode="w", compute=False, encoding=encoding, zarr_format=3,
+                   consolidated=True)
+
+
+def store_chunk(store: str, channels: list[str], a: int, b: int, *blocks: np.ndarray,
+                after=None) -> int:
+    """Write steps ``a:b`` (one whole Zarr chunk) of each channel and read them back: the
+    bytes on disk must decode to the block (NaN where NaN). Runs on a Dask worker;
+    ``after`` (ignored) is the template task it must follow."""
+    import zarr
+
+    group = zarr.open_group(store, mode="r+", use_consolidated=False)
+    for ch, block in zip(channels, blocks, strict=True):
+        arr = group[ch]
+        arr[a:b] = block
+        back = arr[a:b]
+        if not np.array_equal(back, block, equal_nan=True):
+            raise RuntimeError(
+                f"{store}/{ch}: time steps {a}:{b} read back differently after writing "
+                f"(block all-NaN: {bool(np.isnan(block).all())}, read back all-NaN: "
+                f"{bool(np.isnan(back).all())})")
+    return b - a
+
+
+def chunk_files(store: Path, channels: list[str], k: int) -> list[Path]:
+    """The files of time chunk ``k`` (zarr v3 default chunk keys: ``<var>/c/<k>/0/0``)."""
+    return [store / ch / "c" / str(k) / "0" / "0" for ch in channels]
+
+
+def link_chunk(src: Path, dst: Path, channels: list[str], k: int) -> None:
+    """Hard-link (or copy) chunk ``k`` of every channel from ``src`` into ``dst``. A chunk
+    file missing from ``src`` held only fill values (NaN) and stays missing."""
+    for s, d in zip(chunk_files(src, channels, k), chunk_files(dst, channels, k), strict=True):
+        d.unlink(missing_ok=True)
+        if not s.exists():
+            continue
+        d.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+
+def fsync_chunk(store: Path, channels: list[str], k: int) -> None:
+    for f in chunk_files(store, channels, k):
+        if f.exists():  # else all fill values: zarr wrote no file
+            fsync_path(f)

@@ -1,0 +1,51 @@
+"""Local Dask workers: forked from the preloaded fork server, with the worker environment."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from era5cache.config import PreprocessConfig, with_overrides
+from era5cache.pipeline import dask_client
+from era5cache.workers import memory_bytes, server_environ, worker_environ
+
+
+@pytest.mark.parametrize("limit", ["2GiB", "600MiB", "600 MB", "4GB", "1.5GiB", "100kB",
+                                   "5e9", "123", 2**31, "1 TiB"])
+def test_memory_bytes_reads_sizes_as_dask_does(limit):
+    from dask.utils import parse_bytes
+
+    assert memory_bytes(limit) == parse_bytes(limit)
+
+
+def test_worker_environ_scales_malloc_trim_with_the_limit():
+    small, big = worker_environ("600MiB"), worker_environ("8GiB")
+    assert small["MALLOC_TRIM_THRESHOLD_"] == str(150 * 2**20)
+    assert big["MALLOC_TRIM_THRESHOLD_"] == str(256 * 2**20)
+    assert small["OMP_NUM_THREADS"] == small["OPENBLAS_NUM_THREADS"] == "1"
+
+
+def _probe():
+    import sys
+
+    return {"pid": os.getpid(), "ppid": os.getppid(),
+            "preloaded": all(m in sys.modules for m in ("xarray", "netCDF4", "zarr",
+                                                        "era5cache.regrid_xarray")),
+            "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+            "threads": os.environ.get("OPENBLAS_NUM_THREADS")}
+
+
+def test_local_workers_fork_from_the_preloaded_server():
+    """Before any task ran, each worker already holds the job's modules (imported once in the
+    fork server, whose children they are, not the job's) and the worker environment."""
+    cfg = with_overrides(PreprocessConfig(), dask_workers=2, dask_memory_limit="1GiB")
+    with dask_client(cfg) as client:
+        info = list(client.run(_probe).values())
+    assert len(info) == 2
+    parents = {i["ppid"] for i in info}
+    assert len(parents) == 1 and os.getpid() not in parents  # the fork server's children
+    env = server_environ()  # the first job of this process started the server
+    for i in info:
+        assert i["preloaded"]
+        assert i["trim"] == env["MALLOC_TRIM_THRESHOLD_"] and i["threads"] == "1"
