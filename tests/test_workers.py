@@ -49,3 +49,26 @@ def test_local_workers_fork_from_the_preloaded_server():
     for i in info:
         assert i["preloaded"]
         assert i["trim"] == env["MALLOC_TRIM_THRESHOLD_"] and i["threads"] == "1"
+
+
+def test_low_memory_limit_completes_instead_of_pausing(tmp_path):
+    """A 300 MiB worker limit on 0.25-degree input: Dask's default pauses a worker at 80% of
+    its limit, which stalled this job for ever (both workers paused with nothing to spill).
+    The job bounds memory by its read block size instead, so it must finish."""
+    import subprocess
+    import sys
+
+    from era5cache.sample import SampleSpec, write_sample
+
+    write_sample(tmp_path / "in", SampleSpec(start="2021-07-01T00", end="2021-07-02T23",
+                                             step="1h", resolution=0.25, variables=("t2m",)))
+    out = tmp_path / "cache"
+    r = subprocess.run([sys.executable, "-m", "era5cache.cli", "preprocess", "--input",
+                        str(tmp_path / "in"), "--output", str(out), "--workers", "2",
+                        "--memory-limit", "300MiB", "--no-progress", "--chunk-steps", "24"],
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert "built" in r.stdout and "48 steps" in r.stdout
+    v = subprocess.run([sys.executable, "-m", "era5cache.cli", "verify", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert v.returncode == 0, v.stdout + v.stderr

@@ -139,6 +139,9 @@ def dask_client(cfg: PreprocessConfig) -> Iterator:
     with dask.config.set({"distributed.worker.multiprocessing-method": START_METHOD,
                           # the statistical profiler samples every thread each 10 ms
                           "distributed.worker.profile.enabled": False,
+                          # memory is bounded by the read block size (read_chunk_bytes);
+                          # a paused worker only stalls the job (both paused: for ever)
+                          "distributed.worker.memory.pause": False,
                           "distributed.nanny.pre-spawn-environ":
                               worker_environ(cfg.dask.memory_limit)}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
