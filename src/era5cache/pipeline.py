@@ -84,14 +84,15 @@ def _base_names(channels: tuple[str, ...] | None) -> list[str] | None:
 def read_chunk_bytes(cfg: PreprocessConfig) -> int:
     """Bytes of decoded input per task under the worker memory limit.
 
-    Measured: a worker process idles at ~150 MiB and peaks at about four read blocks above
-    that (the block, its re-ordered view's consumers, regridding temporaries, the next block
-    read ahead); so a block is (limit - 160 MiB) / 5, between 4 and 30 MiB.
+    Measured: a worker forked from the fork server idles at ~110 MB RSS and, with glibc
+    keeping up to a quarter of the limit of freed memory, peaked at 291 MB under a 315 MB
+    limit with (limit - 160 MiB) / 5 blocks, too close to Dask's kill threshold (95%); so a
+    block is (limit - 160 MiB) / 8, between 4 and 30 MiB (limits from ~400 MiB get 30 MiB).
     """
     if not cfg.dask.memory_limit or cfg.dask.scheduler:
         return TARGET_CHUNK_BYTES
     limit = memory_bytes(cfg.dask.memory_limit)
-    return int(min(TARGET_CHUNK_BYTES, max(4 * 2**20, (limit - 160 * 2**20) // 5)))
+    return int(min(TARGET_CHUNK_BYTES, max(4 * 2**20, (limit - 160 * 2**20) // 8)))
 
 
 def plan(cfg: PreprocessConfig, extract_dir: Path | None = None,
