@@ -71,6 +71,32 @@ def test_shapes_dtypes_and_values(cache, reference):
         "2019-01-20T18")], axis=(0, 2, 3)), rtol=1e-6)
 
 
+def test_nan_fill_only_where_the_cache_records_nan(cache, reference, tmp_path):
+    """/has_nan marks the (step, channel) pairs holding NaN; the dataset fills only those
+    channels, and gives exactly what a cache without the record (all filled) gives."""
+    import h5py
+
+    raw, _, _ = reference
+    with h5py.File(cache / "era5_2deg.h5", "r") as f:
+        np.testing.assert_array_equal(f["has_nan"][:].astype(bool),
+                                      np.isnan(raw).any(axis=(2, 3)))
+    old = tmp_path / "old"
+    shutil.copytree(cache, old)
+    with h5py.File(old / "era5_2deg.h5", "r+") as f:
+        del f["has_nan"]
+    for channels in (["sst", "t2m"], ["t2m", "sst"], ["t2m"]):
+        new_ds = CachedERA5Dataset(cache, split="train", channels=channels, fill_value=-7.0)
+        old_ds = CachedERA5Dataset(old, split="train", channels=channels, fill_value=-7.0)
+        assert [new_ds.channels[c] for c in new_ds._nan_channels] == [
+            c for c in channels if c == "sst"]
+        idx = list(range(0, len(new_ds), 3))
+        for a, b in zip(new_ds.__getitems__(idx).batched, old_ds.__getitems__(idx).batched,
+                        strict=True):
+            assert torch.equal(a, b)
+        if "sst" in channels:
+            assert (new_ds[0][1][channels.index("sst")] == -7.0).any()
+
+
 def test_windows_never_cross_gap_or_split(cache):
     sets = {}
     for split in ("train", "val", "test"):

@@ -107,6 +107,7 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
                                                                               "test")}
                 step = str(f.attrs.get("time_step", "")) or None
                 self.lat, self.lon = f["lat"][:], f["lon"][:]
+                has_nan = f["has_nan"][:].astype(bool) if "has_nan" in f else None
         except (OSError, KeyError) as exc:
             raise CacheError(f"{h5_path}: unreadable cache ({exc})") from exc
         if list(self._shape) != list(manifest.get("shape", [])):
@@ -128,6 +129,11 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         in_split = self._split_mask(split, periods, time_range)
         self.starts = self._window_starts(in_split, step)
         self.times = self._all_times[in_split]
+        # Channels whose split steps hold a NaN: only these need the fill (a cache without
+        # /has_nan, from before it existed: all of them).
+        nan_any = (np.ones(len(all_channels), bool) if has_nan is None
+                   else has_nan[in_split].any(axis=0))
+        self._nan_channels = np.flatnonzero(nan_any[self._ch])
         scale = 1.0 / self.stats["std"] if normalize else np.ones(len(channels))
         offset = -self.stats["mean"] * scale if normalize else np.zeros(len(channels))
         self._scale = scale.astype(np.float32)[:, None, None]
@@ -228,7 +234,7 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
             for t in (xt, yt):
                 if self.normalize:
                     t.mul_(scale).add_(offset)
-                torch.nan_to_num_(t, nan=self.fill_value)
+                self._fill_nan(t)
         out = [tx, ty]
         if mask is not None:
             out.append(torch.from_numpy(mask))
@@ -236,6 +242,15 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
             idx = starts[:, None] + np.r_[np.arange(self.seq_len), self.seq_len - 1 + self.lead]
             out.append(torch.from_numpy(self._all_times[idx].astype(np.int64)))
         return tuple(out)
+
+    def _fill_nan(self, t: torch.Tensor) -> None:
+        """NaN -> ``fill_value`` in place, on the channels (axis -3) that hold NaN."""
+        nan = self._nan_channels
+        if nan.size == len(self.channels):
+            torch.nan_to_num_(t, nan=self.fill_value)
+        else:
+            for c in nan.tolist():
+                torch.nan_to_num_(t[..., c, :, :], nan=self.fill_value)
 
     def _read(self, starts: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
         """Copy the raw windows at ``starts`` from the map into ``x`` and ``y``."""

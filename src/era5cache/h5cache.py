@@ -4,7 +4,9 @@ Layout (DESIGN.md section 6): ``/data`` (time, channel, lat, lon) float32, conti
 filters, so ``numpy.memmap`` at ``/data``'s file offset reads it; ``/time`` int64 seconds since
 1970-01-01 UTC; ``/channel`` UTF-8; ``/lat``, ``/lon``; ``/mean``, ``/std`` (training period,
 NaN-aware) and ``/diff_std`` (std of one-step differences, training period, never across a
-gap). Datasets are written without timestamps so that equal inputs give equal bytes.
+gap); ``/has_nan`` (time, channel) uint8, 1 where the step of the channel holds a NaN, so
+that readers skip the NaN fill of channels that have none. Datasets are written without
+timestamps so that equal inputs give equal bytes.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def write_h5(read_block: Callable[[int, int], np.ndarray], times: np.ndarray, h5
     consecutive = np.zeros(nt, dtype=bool)  # consecutive[i]: step i follows step i-1
     consecutive[1:] = axis.consecutive(times) & train[1:] & train[:-1]
     moments, diffs = Moments(nc), Moments(nc)
+    has_nan = np.zeros((nt, nc), dtype=np.uint8)
     with h5py.File(h5_path, "w", libver=("earliest", "v110")) as f:
         data = f.create_dataset("data", shape=(nt, nc, TARGET_LAT.size, TARGET_LON.size),
                                 dtype=np.float32, chunks=None, track_times=False)
@@ -88,6 +91,7 @@ def write_h5(read_block: Callable[[int, int], np.ndarray], times: np.ndarray, h5
             b = min(nt, a + block_steps)
             block = np.asarray(read_block(a, b), dtype=np.float32)  # (t, c, lat, lon)
             data[a:b] = block
+            has_nan[a:b] = np.isnan(block).any(axis=(2, 3))
             moments.add(block[train[a:b]])
             ext, off = (block, 0) if prev is None else (np.concatenate([prev[None], block]), 1)
             idx = np.flatnonzero(consecutive[a:b]) + off  # position of step i in ext
@@ -100,6 +104,7 @@ def write_h5(read_block: Callable[[int, int], np.ndarray], times: np.ndarray, h5
         f["time"].attrs["units"] = "seconds since 1970-01-01 00:00:00 UTC"
         f.create_dataset("channel", data=np.array(channels, dtype=object),
                          dtype=h5py.string_dtype("utf-8"), track_times=False)
+        f.create_dataset("has_nan", data=has_nan, track_times=False)
         f.create_dataset("lat", data=TARGET_LAT, track_times=False)
         f.create_dataset("lon", data=TARGET_LON, track_times=False)
         stats = CacheStats(mean=moments.mean(), std=moments.std(), diff_std=diffs.std(),
