@@ -194,6 +194,28 @@ def test_workers_give_same_batches(cache, ctx):
         assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
 
 
+def _freeze_count(batch):
+    import gc
+
+    return gc.get_freeze_count()
+
+
+def test_fork_workers_freeze_inherited_objects(cache):
+    """A DataLoader worker moves the objects it inherited to the permanent generation before
+    its first batch (so collections do not copy the parent's heap); the main process
+    does not."""
+    import gc
+
+    ds = CachedERA5Dataset(cache, split="train")
+    main = DataLoader(ds, batch_size=4, collate_fn=_freeze_count)
+    before = gc.get_freeze_count()
+    assert next(iter(main)) == before == 0
+    worker = DataLoader(ds, batch_size=4, num_workers=1, multiprocessing_context="fork",
+                        collate_fn=_freeze_count)
+    assert next(iter(worker)) > 1000  # the inherited objects
+    assert gc.get_freeze_count() == 0
+
+
 def test_pickles_without_map(cache):
     ds = CachedERA5Dataset(cache)
     ds[0]

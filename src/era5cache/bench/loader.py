@@ -124,24 +124,36 @@ def _loader(ds, batch, workers=0, collate=None, ctx=None):
                       generator=torch.Generator().manual_seed(0), **kw)
 
 
-def _private_dirty(pid: int) -> int:
-    """Bytes this process has written itself (not shared with its parent, not page cache)."""
-    with open(f"/proc/{pid}/smaps_rollup") as f:
+def private_memory(pid: int) -> dict[str, int]:
+    """Bytes a process holds on its own (Private_Clean + Private_Dirty of /proc/PID/smaps),
+    by kind of mapping: ``anonymous`` (heap, stacks: memory beyond the page cache),
+    ``shared_memory`` (/dev/shm and memfd files: page cache, here batches built for another
+    process that has not mapped them yet) and ``file`` (file pages only it maps)."""
+    out = {"anonymous": 0, "shared_memory": 0, "file": 0}
+    kind = "anonymous"
+    with open(f"/proc/{pid}/smaps") as f:
         for line in f:
-            if line.startswith("Private_Dirty:"):
-                return int(line.split()[1]) * 1024
-    return 0
+            head = line.split()
+            if not head[0].endswith(":"):  # a mapping: addr perms offset dev inode [path]
+                path = head[5] if len(head) > 5 else ""
+                kind = ("shared_memory" if path.startswith(("/dev/shm", "/memfd:"))
+                        else "file" if path.startswith("/") else "anonymous")
+            elif head[0] in ("Private_Clean:", "Private_Dirty:"):
+                out[kind] += int(head[1]) * 1024
+    return out
 
 
-def worker_memory(ds, batch: int, batches: int = 20) -> list[float]:
-    """Private dirty memory (MB) of each of 4 fork workers after ``batches`` batches, with
-    PyTorch's default prefetch_factor (2): mostly the batches each worker has in flight."""
+def worker_memory(ds, batch: int, batches: int = 20) -> list[dict[str, float]]:
+    """Private memory (MB, :func:`private_memory`) of each of 4 fork workers after
+    ``batches`` batches, with PyTorch's default prefetch_factor (2). The memory map's pages
+    are page cache shared by all; ``shared_memory`` is the batches a worker has built and
+    not yet handed over (prefetched)."""
     dl = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=4,
                     multiprocessing_context="fork", collate_fn=CachedERA5Dataset.collate)
     it = iter(dl)
     for _ in zip(range(batches), it, strict=False):
         pass
-    out = [_private_dirty(w.pid) / 1e6 for w in it._workers]
+    out = [{k: v / 1e6 for k, v in private_memory(w.pid).items()} for w in it._workers]
     del it
     return out
 
@@ -235,12 +247,14 @@ def main(args) -> int:
     print(f"cache {root}: {len(ds)} train windows, seq_len {ds.seq_len}, "
           f"{len(ds.channels)} channels, {sample_bytes / 1e3:.0f} kB per sample, batch {B}")
     print(table(rows, ("path", "samples/s", "GB/s", "x original", "x xbatcher", "of memcpy")))
-    print(f"4 fork DataLoader workers (prefetch_factor 2) after 20 batches of 50: private "
-          f"dirty memory "
-          f"{', '.join(f'{a:.0f}' for a in anon)} MB each (pages of the memory map stay in "
-          "the shared page cache)")
+    batch_mb = 50 * sample_bytes / 1e6
+    heap = ", ".join(f"{m['anonymous']:.0f}" for m in anon)
+    shm = ", ".join(f"{m['shared_memory']:.0f}" for m in anon)
+    print(f"4 fork DataLoader workers (prefetch_factor 2) after 20 batches of 50 "
+          f"({batch_mb:.0f} MB each), private memory of each: beyond the page cache "
+          f"(anonymous) {heap} MB; prefetched batches in shared memory {shm} MB")
     write_json(args.json, {"benchmark": "loader", "machine": machine(), "batch_size": B,
                            "sample_bytes": sample_bytes, "results": results,
-                           "worker_private_dirty_mb": anon,
+                           "worker_memory_mb": anon,
                            "cuda": torch.cuda.get_device_name() if device == "cuda" else None})
     return 0
