@@ -285,7 +285,6 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
     inputs = hashes = None
     cluster = BackgroundClient(cfg)
     try:
-
         inputs, ds, regridder = plan(cfg, extract_dir=out / UNZIP_NAME,
                                      channels=tuple(base["channels"]) if base else None)
         input_bytes = sum(f.stat().st_size for f in inputs.files)
