@@ -64,6 +64,7 @@ def _new_load_lock() -> None:
 
 os.register_at_fork(after_in_child=_new_load_lock)
 
+
 def _freeze_in_dataloader_worker() -> None:
     """In a child forked by a DataLoader for a worker (the fork's call stack passes through
     ``torch/utils/data/dataloader.py``): move every inherited object to the garbage
@@ -87,6 +88,14 @@ def _freeze_in_dataloader_worker() -> None:
 
 
 os.register_at_fork(after_in_child=_freeze_in_dataloader_worker)
+
+
+def _groups(n: int, window_bytes: int, group_bytes: int = 2 << 20):
+    """(a, b) ranges of ``n`` windows, ~``group_bytes`` each: what stays in the CPU cache
+    between passes (measured best at 2-4 MiB)."""
+    step = max(1, group_bytes // window_bytes)
+    for a in range(0, n, step):
+        yield a, min(n, a + step)
 
 
 def _shared_empty(shape: tuple[int, ...]) -> torch.Tensor:
@@ -269,9 +278,7 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         d = np.asarray(self.data)  # a plain ndarray: slicing a memmap runs Python code
         span = self.seq_len - 1 + self.lead
         starts = starts.tolist()
-        group = max(1, (2 << 20) // (x[0].nbytes + y[0].nbytes))
-        for a in range(0, len(starts), group):
-            b = min(len(starts), a + group)
+        for a, b in _groups(len(starts), x[0].nbytes + y[0].nbytes):
             for i in range(a, b):
                 s = starts[i]
                 for out, src in ((x[i], d[s:s + self.seq_len]), (y[i], d[s + span])):
@@ -281,7 +288,7 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
                     else:
                         np.copyto(out, src)
             if mask is not None:
-                np.logical_not(np.isnan(y[a:b]), out=mask[a:b])
+                np.logical_not(np.isnan(y[a:b]), out=mask[a:b])  # before the fill
             if self._nan_channels.size:
                 self._fill_nan(tx[a:b])
                 self._fill_nan(ty[a:b])
@@ -290,15 +297,12 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
                      mask: np.ndarray | None) -> None:
         """A subset of the channels: a few windows (~2 MiB) at a time, gathered, then
         normalised and filled while in the CPU cache."""
-        n = starts.size
         scale, offset = torch.from_numpy(self._scale), torch.from_numpy(self._offset_c)
-        group = max(1, (2 << 20) // (x[0].nbytes + y[0].nbytes))
-        for a in range(0, n, group):
-            b = min(n, a + group)
+        for a, b in _groups(starts.size, x[0].nbytes + y[0].nbytes):
             self._read(starts[a:b], x[a:b], y[a:b])
-            xt, yt = torch.from_numpy(x[a:b]), torch.from_numpy(y[a:b])
             if mask is not None:
-                torch.ne(yt, yt, out=torch.from_numpy(mask[a:b])).logical_not_()  # not NaN
+                np.logical_not(np.isnan(y[a:b]), out=mask[a:b])  # before the fill
+            xt, yt = torch.from_numpy(x[a:b]), torch.from_numpy(y[a:b])
             for t in (xt, yt):
                 if self.normalize:
                     t.mul_(scale).add_(offset)
