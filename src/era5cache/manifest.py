@@ -32,11 +32,12 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def input_record(path: Path, sha256: str | None) -> dict[str, Any]:
-    """The manifest's record of one input file (``sha256`` None: not hashed)."""
+def input_record(path: Path, digest: str | None, algorithm: str) -> dict[str, Any]:
+    """The manifest's record of one input file: path, size, mtime and its hash under the
+    algorithm's name (``digest`` None: not hashed)."""
     st = path.stat()
     return {"path": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime,
-            "sha256": sha256}
+            algorithm: digest}
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from .checksum import BackgroundHashes, file_sha256, tree_sha256
+from .checksum import INPUT_HASH, BackgroundHashes, file_sha256, tree_sha256
 from .config import PreprocessConfig
 from .errors import CacheError, ConfigError, InputError, ResourceError
 from .faults import kill_point
@@ -375,8 +375,8 @@ def _all_nan_policy(target: Target, staging: Staging, channels: list[str],
 def _manifest(cfg: PreprocessConfig, inputs: Era5Inputs, base: dict | None, target: Target,
               staging: Staging, channels: list[str], times: np.ndarray, axis,
               stats, skipped: list[dict], resumed: int, fingerprint: str,
-              sha256: dict[Path, str]) -> dict:
-    records = [input_record(f, sha256.get(f)) for f in inputs.files]
+              digests: dict[Path, str]) -> dict:
+    records = [input_record(f, digests.get(f), INPUT_HASH) for f in inputs.files]
     if base is not None:
         new_paths = {r["path"] for r in records}
         records = [r for r in base["inputs"] if r["path"] not in new_paths] + records
