@@ -172,6 +172,25 @@ def test_infinite_value_names_its_step():
     np.testing.assert_array_equal(out[3], out[0])
 
 
+def test_adapter_reports_the_step_the_regridder_refused():
+    """An inf poleward of 80 degrees is never read; the error names the step whose inf
+    reaches the target (step 2), not the first step holding one anywhere (step 0)."""
+    import xarray as xr
+
+    from era5cache.quality import NonFiniteValueError
+    from era5cache.regrid_xarray import regrid_dataarray
+
+    g = era5_grid(2.0)
+    block = np.full((4,) + g.shape, 280.0, dtype=np.float32)
+    block[0, 0, :] = np.inf  # the 90N row
+    block[2, 45, 10] = np.inf  # the equator
+    da = xr.DataArray(block, dims=("time", "lat", "lon"), name="t2m",
+                      coords={"lat": g.lat, "lon": g.lon}).chunk({"time": 4})
+    with pytest.raises(NonFiniteValueError) as info:
+        regrid_dataarray(da, ConservativeRegridder.for_grid(g)).compute()
+    assert info.value.first == 2 and info.value.variable == "t2m"
+
+
 def test_regional_grid_is_a_coverage_error():
     g = SourceGrid(np.linspace(23, 22, 5), np.linspace(75, 76, 5))
     with pytest.raises(CoverageError, match="does not cover"):

@@ -29,12 +29,15 @@ def _regrid_block(block: np.ndarray, regridder: ConservativeRegridder, threshold
     """Regrid one block; raise :class:`NonFiniteValueError` if it holds +-inf."""
     try:
         return regridder(block, threshold=threshold)
-    except InfiniteValueError:
+    except InfiniteValueError as exc:
         if time_axis is None:
             raise
-        bad = infinite_steps(block, time_axis)
+        # the step the regridder refused (an inf in a row it reads), not merely the first
+        # step holding an inf anywhere (rows beyond 80 degrees are not read)
+        first = int(np.unravel_index(exc.step, block.shape[:-2])[time_axis])
         start = block_info[0]["array-location"][time_axis][0] if block_info else 0
-        raise NonFiniteValueError(name, start + int(np.argmax(bad)), int(bad.sum())) from None
+        count = int(infinite_steps(block, time_axis).sum())
+        raise NonFiniteValueError(name, start + first, count) from None
 
 
 def regrid_dataarray(da: xr.DataArray, regridder: ConservativeRegridder,
