@@ -34,18 +34,8 @@ def tree_sha256(root: str | Path) -> dict[str, str]:
 INPUT_HASH = "xxh3_128"
 
 
-def new_hash(algorithm: str):
-    """A hash object (``update``, ``hexdigest``) for ``"xxh3_128"`` or a :mod:`hashlib` name."""
-    if algorithm == "xxh3_128":
-        import xxhash
-
-        return xxhash.xxh3_128()
-    return hashlib.new(algorithm)
-
-
 class BackgroundHashes:
-    """Hashes of files (:data:`INPUT_HASH` by default) computed in a background thread,
-    started at once.
+    """:data:`INPUT_HASH` digests of files computed in a background thread, started at once.
 
     The job starts it when planning is done: from then on the main process mostly waits (for
     its workers, then for their chunks), and the hash releases the GIL, so the hashing
@@ -54,10 +44,9 @@ class BackgroundHashes:
     :meth:`cancel` stops it within one 4 MiB block.
     """
 
-    def __init__(self, paths: list[Path], algorithm: str = INPUT_HASH):
+    def __init__(self, paths: list[Path]):
         import threading
 
-        self.algorithm = algorithm
         self._stop = threading.Event()
         self._result: dict[Path, str] = {}
         self._error: BaseException | None = None
@@ -67,8 +56,10 @@ class BackgroundHashes:
 
     def _run(self, paths: list[Path]) -> None:
         try:
+            import xxhash
+
             for p in paths:
-                h = new_hash(self.algorithm)
+                h = xxhash.xxh3_128()
                 with open(p, "rb") as f:
                     while not self._stop.is_set() and (block := f.read(BLOCK)):
                         h.update(block)
