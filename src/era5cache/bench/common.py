@@ -33,9 +33,14 @@ def median_time(fn, repeat: int) -> float:
 
 
 class TreeMemory:
-    """Samples the RSS of a process and its children; ``peak_total`` and ``peak_max``."""
+    """Memory of a process and its descendants: ``peak_max``, the largest peak RSS of any
+    descendant (the kernel's high-water mark ``VmHWM``, so a peak between two samples
+    counts), and ``peak_total``, the largest sum of the RSS of all of them at one sample.
 
-    def __init__(self, pid: int, interval: float = 0.1):
+    Sampled every ``interval`` seconds; the high-water mark makes a coarse interval enough.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.2):
         self.pid, self.interval = pid, interval
         self.peak_total = 0
         self.peak_max = 0
@@ -51,24 +56,40 @@ class TreeMemory:
         self._thread.join()
 
     def _run(self):
-        try:
-            root = psutil.Process(self.pid)
-        except psutil.NoSuchProcess:
-            return
-        while not self._stop.is_set():
-            try:
-                procs = [root, *root.children(recursive=True)]
-                rss = []
-                for p in procs:
-                    try:
-                        rss.append(p.memory_info().rss)
-                    except psutil.NoSuchProcess:
-                        pass
-                self.peak_total = max(self.peak_total, sum(rss))
-                self.peak_max = max(self.peak_max, max(rss[1:], default=0))
-            except psutil.NoSuchProcess:
+        while True:
+            tree = _descendants(self.pid)
+            status = [s for s in map(_status_kb, tree) if s]
+            if status:
+                self.peak_total = max(self.peak_total,
+                                      1024 * sum(s.get("VmRSS", 0) for s in status))
+                self.peak_max = max(self.peak_max,
+                                    max((1024 * s.get("VmHWM", 0) for s in status[1:]),
+                                        default=0))
+            if self._stop.wait(self.interval):
                 return
-            time.sleep(self.interval)
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` then its descendants (none once it has exited)."""
+    try:
+        root = psutil.Process(pid)
+        return [pid, *(c.pid for c in root.children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _status_kb(pid: int) -> dict[str, int]:
+    """The kB fields of ``/proc/PID/status`` (VmRSS, VmHWM, ...); empty once it has exited."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if value.endswith("kB"):
+            fields[key] = int(value.split()[0])
+    return fields
 
 
 def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, TreeMemory]:
