@@ -33,9 +33,10 @@ from .errors import CacheError, ConfigError, InputError, ResourceError
 from .faults import kill_point
 from .grid import TARGET_LAT, TARGET_LON
 from .h5cache import build_h5, data_offset
+from .h5stream import ChunkFeed, H5Builder
 from .layout import FORMAT_VERSION, H5_NAME, MANIFEST_NAME, ZARR_NAME
 from .manifest import atomic_write_json, fsync_path, input_record
-from .quality import NonFiniteValueError, scan_all_nan
+from .quality import NonFiniteValueError
 from .reader import (
     TARGET_CHUNK_BYTES,
     Era5Inputs,
@@ -316,15 +317,25 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         lap("plan")
         _import_in_background("zarr")
         kill_point("planned")
-        _write_zarr(target, staging, cfg, progress, cluster, inputs, out / ZARR_NAME)
+        part = staging.path / f"{H5_NAME}.part"
+        attrs = {c: target.dataset[c].attrs for c in channels}
+        feed = ChunkFeed(staging.zarr, channels, cfg.chunk_steps, target.times.size)
+        builder = H5Builder(feed, part, target.times, analyse(target.times, target.axis.step),
+                            cfg.periods, attrs)
+        try:
+            _write_zarr(target, staging, cfg, progress, cluster, inputs, out / ZARR_NAME,
+                        feed, builder)
+        except BaseException:
+            builder.abandon()
+            raise
         lap("regrid+zarr")
-        keep, skipped = _all_nan_policy(target, staging, channels, cfg)
+        stats = builder.result()
+        keep, skipped = _all_nan_policy(target, feed.all_nan, channels, cfg)
         times = target.times[keep]
         axis = analyse(times, target.axis.step)
-        part = staging.path / f"{H5_NAME}.part"
-        stats = build_h5(staging.zarr, part, channels, axis, cfg.periods, cfg.chunk_steps,
-                         {c: target.dataset[c].attrs for c in channels},
-                         keep=None if keep.all() else keep)
+        if not keep.all():  # the streamed file holds every step: build it again without
+            stats = build_h5(staging.zarr, part, channels, axis, cfg.periods, cfg.chunk_steps,
+                             attrs, keep=keep)
         fsync_path(part)  # durable before it is named as built
         os.replace(part, staging.h5)
         lap("hdf5+stats")
@@ -352,11 +363,11 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         shutil.rmtree(out / UNZIP_NAME, ignore_errors=True)
 
 
-def _all_nan_policy(target: Target, staging: Staging, channels: list[str],
+def _all_nan_policy(target: Target, flags: dict[str, np.ndarray], channels: list[str],
                     cfg: PreprocessConfig) -> tuple[np.ndarray, list[dict]]:
-    """(keep mask per Zarr step, records of skipped steps); :class:`InputError` under the
-    default policy when any step of any channel is all NaN."""
-    flags = scan_all_nan(staging.zarr, channels, cfg.chunk_steps)
+    """(keep mask per Zarr step, records of skipped steps) from the all-NaN ``flags`` of
+    each channel; :class:`InputError` under the default policy when any step of any channel
+    is all NaN."""
     bad = np.zeros(target.times.size, dtype=bool)
     for f in flags.values():
         bad |= f
@@ -447,10 +458,12 @@ def _release_file_handles() -> None:
 
 
 def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progress: bool,
-                cluster: BackgroundClient, inputs: Era5Inputs, base_zarr: Path) -> None:
+                cluster: BackgroundClient, inputs: Era5Inputs, base_zarr: Path,
+                feed: ChunkFeed, builder: H5Builder) -> None:
     """Create the store from a template (unless resuming), hard-link the chunks an append
     keeps, then write each remaining time chunk on Dask (:func:`store_chunk`). Each finished
-    chunk is fsync'ed and recorded in the staging journal.
+    chunk is fsync'ed, recorded in the staging journal and handed to the HDF5 writer
+    (``feed``, with the block the worker read back; ``builder`` is checked for errors).
 
     The template is written by a worker (:func:`write_template`), whose Zarr and xarray are
     loaded already, while the other worker starts regridding: in this process, importing
@@ -479,6 +492,8 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
     else:  # a killed writer may have left zarr's temporary files behind
         for junk in path.rglob("*.partial"):
             junk.unlink(missing_ok=True)
+        for k in staging.done:  # written by the interrupted run
+            feed.put(k)
     todo = [k for k in range(target.n_chunks) if k not in staging.done]
     linked = [k for k in todo if target.reuse[k]]
     todo = [k for k in todo if not target.reuse[k]]
@@ -494,17 +509,20 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
         futures = client.compute(writes) if writes else []
         chunk_of = {f.key: k for f, k in zip(futures, todo, strict=True)}
         if template is None:
-            _link_chunks(base_zarr, path, channels, linked, staging)
+            _link_chunks(base_zarr, path, channels, linked, staging, feed)
         for fut in as_completed(futures + ([template] if template is not None else [])):
-            fut.result()
+            block = fut.result()
             if fut is template:
                 staging.save()
                 kill_point("template")
-                _link_chunks(base_zarr, path, channels, linked, staging)
+                _link_chunks(base_zarr, path, channels, linked, staging, feed)
                 continue
             k = chunk_of[fut.key]
             fsync_chunk(path, channels, k)
             staging.record([k])
+            feed.put(k, block)
+            del block
+            builder.check()
             bar.update(1)
             kill_point(f"chunks:{len(staging.done)}")
     except NonFiniteValueError as exc:
@@ -524,12 +542,14 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
 
 
 def _link_chunks(src: Path, dst: Path, channels: list[str], chunks: list[int],
-                 staging: Staging) -> None:
-    """Hard-link the time chunks an append keeps (after the template exists) and record
-    them."""
+                 staging: Staging, feed: ChunkFeed) -> None:
+    """Hard-link the time chunks an append keeps (after the template exists), record them
+    and hand them to the HDF5 writer."""
     for k in chunks:
         link_chunk(src, dst, channels, k)
     staging.record(chunks)
+    for k in chunks:
+        feed.put(k)
 
 
 def _progress_bar(total: int, enabled: bool, initial: int = 0):

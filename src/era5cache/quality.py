@@ -1,6 +1,6 @@
 """Value checks on the data: infinite input values and all-NaN time steps.
 
-Pure numpy (:func:`infinite_steps`, :func:`all_nan_steps`) plus the scan of a Zarr store.
+Pure numpy (:func:`infinite_steps`, :func:`all_nan_steps`).
 
 - Infinite values (``+-inf``) are never valid ERA5 data (the CDS marks missing values with
   NaN or a fill value); they come from a broken conversion upstream and are always an error.
@@ -44,19 +44,3 @@ def infinite_steps(block: np.ndarray, time_axis: int = 0) -> np.ndarray:
 def all_nan_steps(block: np.ndarray) -> np.ndarray:
     """Boolean (t,) for a (t, ...) block: the step holds no valid (non-NaN) value."""
     return np.isnan(block).reshape(block.shape[0], -1).all(axis=1)
-
-
-def scan_all_nan(zarr_path, channels: list[str], block_steps: int) -> dict[str, np.ndarray]:
-    """{channel: boolean (time,)} all-NaN steps of each channel of a Zarr store, read
-    ``block_steps`` steps at a time (bounded memory)."""
-    import zarr
-
-    group = zarr.open_group(str(zarr_path), mode="r")
-    out = {}
-    for ch in channels:
-        arr = group[ch]
-        nt = arr.shape[0]
-        out[ch] = np.concatenate([all_nan_steps(arr[a:min(nt, a + block_steps)])
-                                  for a in range(0, nt, block_steps)]) if nt else np.zeros(
-            0, bool)
-    return out

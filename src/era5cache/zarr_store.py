@@ -28,14 +28,16 @@ def write_template(ds: xr.Dataset, store: str, encoding: dict) -> None:
 
 
 def store_chunk(store: str, channels: list[str], a: int, b: int, *blocks: np.ndarray,
-                after=None) -> int:
+                after=None) -> np.ndarray:
     """Write steps ``a:b`` (one whole Zarr chunk) of each channel and read them back: the
-    bytes on disk must decode to the block (NaN where NaN). Runs on a Dask worker;
-    ``after`` (ignored) is the template task it must follow."""
+    bytes on disk must decode to the block (NaN where NaN). Returns what was read back,
+    shaped (b - a, channel, lat, lon), for the HDF5 writer (:mod:`era5cache.h5stream`).
+    Runs on a Dask worker; ``after`` (ignored) is the template task it must follow."""
     import zarr
 
     group = zarr.open_group(store, mode="r+", use_consolidated=False)
-    for ch, block in zip(channels, blocks, strict=True):
+    out = None
+    for i, (ch, block) in enumerate(zip(channels, blocks, strict=True)):
         arr = group[ch]
         arr[a:b] = block
         back = arr[a:b]
@@ -44,7 +46,10 @@ def store_chunk(store: str, channels: list[str], a: int, b: int, *blocks: np.nda
                 f"{store}/{ch}: time steps {a}:{b} read back differently after writing "
                 f"(block all-NaN: {bool(np.isnan(block).all())}, read back all-NaN: "
                 f"{bool(np.isnan(back).all())})")
-    return b - a
+        if out is None:
+            out = np.empty((b - a, len(channels), *back.shape[1:]), dtype=back.dtype)
+        out[:, i] = back
+    return out
 
 
 def chunk_files(store: Path, channels: list[str], k: int) -> list[Path]:
