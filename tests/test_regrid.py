@@ -8,7 +8,13 @@ import pytest
 from conftest import run_cdo_remapcon
 
 from era5cache.grid import TARGET_LAT_EDGES, TARGET_LON_EDGES, SourceGrid, lat_bounds, lon_bounds
-from era5cache.regrid import ConservativeRegridder, CoverageError, InfiniteValueError
+from era5cache.regrid import (
+    ConservativeRegridder,
+    CoverageError,
+    InfiniteValueError,
+    _as_slice,
+    _Work,
+)
 
 
 def era5_grid(res: float, ascending: bool = False, lon180: bool = False) -> SourceGrid:
@@ -155,6 +161,36 @@ def test_each_step_regridded_on_its_own_and_matches_float64_reference():
     np.testing.assert_array_equal(np.isnan(out[0, 1]), np.isnan(ref))
     np.testing.assert_allclose(out[0, 1], ref, rtol=2e-7, equal_nan=True)
     assert np.isnan(out[0, 1]).any() and not np.isnan(out[0, 0]).any()
+
+
+@pytest.mark.parametrize("res, descending", [(0.25, True), (0.25, False), (1.0, True),
+                                             (0.3, True), (0.75, False)])
+def test_strided_rows_equal_gathered_rows(res, descending):
+    """The latitude pass reads evenly spaced rows through a slice; it must give exactly what
+    gathering the rows by index gives (0.3 and 0.75 degrees: rows unevenly spaced)."""
+    g = era5_grid(res)
+    if not descending:
+        g = SourceGrid(g.lat[::-1].copy(), g.lon)
+    r = ConservativeRegridder.for_grid(g)
+    x = (250 + 40 * np.random.default_rng(5).random(g.shape)).astype(np.float32)
+    strided = _Work.for_shape(g.shape[1], r.lat.index)
+    gathered = _Work(strided.acc.copy(), strided.product.copy(),
+                     tuple(r.lat.index[:, k] for k in range(r.lat.index.shape[1])))
+    a, b = np.empty((80, 180)), np.empty((80, 180))
+    r._apply_step(x, a, strided)
+    r._apply_step(x, b, gathered)
+    np.testing.assert_array_equal(a, b)
+    if res == 0.25:  # every term of a nesting grid is a slice
+        assert all(isinstance(s, slice) for s in strided.lat_rows)
+
+
+def test_as_slice():
+    for ix in ([3, 5, 7, 9], [9, 6, 3, 0], [8, 4, 0], [2, 3, 5], [4, 4, 4], [7]):
+        ix = np.array(ix)
+        s = _as_slice(ix)
+        np.testing.assert_array_equal(np.arange(20)[s], ix)
+    assert isinstance(_as_slice(np.array([9, 6, 3, 0])), slice)
+    assert not isinstance(_as_slice(np.array([2, 3, 5])), slice)
 
 
 def test_infinite_value_names_its_step():

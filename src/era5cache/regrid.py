@@ -132,12 +132,12 @@ class ConservativeRegridder:
         slower on 24 0.25-degree steps).
         """
         acc, product = work.acc, work.product
-        for k in range(self.lat.index.shape[1]):
-            gathered = x[self.lat.index[:, k]]  # not np.take(out=): it copies a strided x
+        for k, rows in enumerate(work.lat_rows):
+            source = x[rows]  # a view for a slice, else a gathered copy
             if k == 0:
-                np.multiply(self.lat.weight[:, k, None], gathered, out=acc)
+                np.multiply(self.lat.weight[:, k, None], source, out=acc)
             else:
-                np.multiply(self.lat.weight[:, k, None], gathered, out=product)
+                np.multiply(self.lat.weight[:, k, None], source, out=product)
                 acc += product
         out[...] = 0.0
         for k in range(self.lon.index.shape[1]):
@@ -164,7 +164,7 @@ class ConservativeRegridder:
         lead = field.shape[:-2]
         steps = field.reshape((-1,) + self.source_shape)
         out = np.empty((steps.shape[0], NLAT, NLON), dtype=np.float32)
-        work = _Work.for_shape(self.source_shape[1])
+        work = _Work.for_shape(self.source_shape[1], self.lat.index)
         num = np.empty((NLAT, NLON))
         den = np.empty((NLAT, NLON))
         rows = slice(int(self.lat.index.min()), int(self.lat.index.max()) + 1)
@@ -203,11 +203,28 @@ class InfiniteValueError(ValueError):
 
 @dataclass(frozen=True)
 class _Work:
-    """Scratch buffers of one regridding call: float64 sums and products, (80, n_lon_src)."""
+    """Scratch buffers of one regridding call: float64 sums and products, (80, n_lon_src);
+    ``lat_rows[k]``: the source rows of term ``k`` of every target row, as a slice where
+    they are evenly spaced (always on a regular grid whose cells nest in the target's, such
+    as 0.25 degrees): a strided view instead of a gathered copy, 0.23 of 1.62 ms per
+    0.25-degree field on the 2-core VM."""
 
     acc: np.ndarray
     product: np.ndarray
+    lat_rows: tuple[slice | np.ndarray, ...]
 
     @classmethod
-    def for_shape(cls, n_lon_src: int) -> _Work:
-        return cls(acc=np.empty((NLAT, n_lon_src)), product=np.empty((NLAT, n_lon_src)))
+    def for_shape(cls, n_lon_src: int, lat_index: np.ndarray) -> _Work:
+        return cls(acc=np.empty((NLAT, n_lon_src)), product=np.empty((NLAT, n_lon_src)),
+                   lat_rows=tuple(_as_slice(lat_index[:, k]) for k in range(lat_index.shape[1])))
+
+
+def _as_slice(index: np.ndarray) -> slice | np.ndarray:
+    """``index`` (1-D, non-negative) as an equivalent slice when evenly spaced, else itself."""
+    if index.size < 2:
+        return index
+    step = int(index[1] - index[0])
+    if step == 0 or not (np.diff(index) == step).all():
+        return index
+    stop = int(index[-1]) + step
+    return slice(int(index[0]), stop if stop >= 0 else None, step)
