@@ -11,7 +11,7 @@ import pytest
 from conftest import need_realdata, raw_decode, realdata_files
 
 from era5cache.errors import InputError
-from era5cache.reader import open_era5, open_file, select_channels
+from era5cache.reader import block_steps, open_era5, open_file, select_channels
 
 
 def _raw_sorted(path, var):
@@ -179,3 +179,22 @@ def test_unexpected_units_are_an_error(sample_new, tmp_path):
                                          r"delivers it in 'K'"):
         open_era5([bad])
     assert open_era5([bad], variables=["sst"]).dataset["sst"].attrs["units"] == "K"
+
+
+def test_read_block_steps():
+    assert block_steps(4, 7 * 4, 24) == 6  # 7 fit: the largest divisor of 24 below
+    assert block_steps(4, 100 * 4, 24) == 96  # a multiple of 24
+    assert block_steps(4, 5 * 4, 7) == 1
+    assert block_steps(4, 7 * 4) == 7 and block_steps(4, 1) == 1
+
+
+def test_read_blocks_never_straddle_an_output_chunk(sample_new):
+    """Per file, read blocks end on output chunk boundaries (a straddling block was read and
+    regridded once for each chunk)."""
+    path = sample_new / "era5_single-levels_2019-01.nc"
+    with open_file(path) as ds:
+        step = sum(4 * ds.sizes["lat"] * ds.sizes["lon"] for _ in ds.data_vars)
+    with open_file(path, chunk_bytes=14 * step, align_steps=24) as ds:
+        chunks = ds["t2m"].chunks[0]
+    assert ds.sizes["time"] == 124 and sum(chunks) == 124
+    assert set(chunks[:-1]) == {12} and chunks[-1] == 124 % 12  # 14 steps fit: 12 divides 24

@@ -107,7 +107,8 @@ def plan(cfg: PreprocessConfig, extract_dir: Path | None = None,
                          "(give --input or set `inputs` in the recipe)")
     channels = channels or cfg.variables
     inputs = open_era5(list(cfg.inputs), variables=_base_names(channels),
-                       chunk_bytes=read_chunk_bytes(cfg), extract_dir=extract_dir)
+                       chunk_bytes=read_chunk_bytes(cfg), extract_dir=extract_dir,
+                       align_steps=cfg.chunk_steps)
     channels = channels or tuple(all_channels(inputs.dataset))
     ds = select_channels(inputs.dataset, channels, where=str(inputs.files[0]))
     if inputs.axis.irregular:

@@ -173,8 +173,29 @@ def check_classic_size(path: Path, raw: xr.Dataset) -> None:
                          f"at least {need}); download it again")
 
 
-def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES) -> xr.Dataset:
-    """Open one ERA5 NetCDF file and normalise it (see module docstring). Lazy (Dask)."""
+def block_steps(step_bytes: int, chunk_bytes: int, align: int | None = None) -> int:
+    """Time steps per read block: as many as fit in ``chunk_bytes`` (at least one), rounded
+    down to a divisor or a multiple of ``align`` (the output's time chunk) when given.
+
+    A read block that straddles an output chunk boundary was read and regridded twice, once
+    for each chunk (Dask fuses the read into both consumers): 778 steps regridded for 624 on
+    the 2.6 GB bench input with 7-step blocks and 24-step chunks. Aligned, a file that starts
+    on a chunk boundary is read once; one that starts off it repeats a block at each
+    boundary.
+    """
+    n = max(1, chunk_bytes // max(step_bytes, 1))
+    if not align:
+        return n
+    if n >= align:
+        return n // align * align
+    return max(d for d in range(1, n + 1) if align % d == 0)
+
+
+def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
+              align_steps: int | None = None) -> xr.Dataset:
+    """Open one ERA5 NetCDF file and normalise it (see module docstring). Lazy (Dask): read
+    blocks of at most ``chunk_bytes`` decoded, aligned to ``align_steps``
+    (:func:`block_steps`)."""
     path = Path(path)
     try:
         raw = xr.open_dataset(path, engine="netcdf4", chunks=None, decode_timedelta=False,
@@ -212,7 +233,7 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES) ->
         4 * int(np.prod([ds.sizes[d] for d in ds[v].dims if d not in ("time", "level")]))
         for v in ds.data_vars
     )
-    nt = int(max(1, min(ds.sizes["time"], chunk_bytes // max(step_bytes, 1))))
+    nt = int(min(ds.sizes["time"], block_steps(step_bytes, chunk_bytes, align_steps)))
     ds = ds.chunk({"time": nt} | ({"level": 1} if "level" in ds.dims else {}))
     if "expver" in ds.dims:
         ds = _collapse_expver_dim(ds, path)
@@ -297,8 +318,8 @@ def _collapse_expver_dim(ds: xr.Dataset, path: Path) -> xr.Dataset:
 
 
 def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | None = None,
-              chunk_bytes: int = TARGET_CHUNK_BYTES, extract_dir: Path | None = None
-              ) -> Era5Inputs:
+              chunk_bytes: int = TARGET_CHUNK_BYTES, extract_dir: Path | None = None,
+              align_steps: int | None = None) -> Era5Inputs:
     """Open and combine ERA5 files into one normalised dataset.
 
     Rules: files are decoded one by one and then concatenated along time per product (files
@@ -306,13 +327,14 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
     ERA5T; duplicates with the same expver must be identical (else :class:`InputError`
     naming both files); all files must share one grid; every variable must cover every step.
     ``variables`` restricts the ERA5 short names kept. The time axis is analysed (step, gaps,
-    irregular steps) but not enforced here: callers decide.
+    irregular steps) but not enforced here: callers decide. ``chunk_bytes`` and
+    ``align_steps``: the read blocks (:func:`block_steps`).
     """
     files = expand_inputs([str(p) for p in paths], extract_dir)
     opened: list[tuple[Path, xr.Dataset]] = []
     grid: tuple[Path, SourceGrid] | None = None
     for f in files:
-        ds = open_file(f, chunk_bytes)
+        ds = open_file(f, chunk_bytes, align_steps)
         if variables is not None:
             keep = [v for v in ds.data_vars if v in variables]
             if not keep:
