@@ -177,6 +177,24 @@ def test_threads_share_a_dataset(cache):
     assert wrong == [] and torch.get_num_threads() == before
 
 
+@pytest.mark.parametrize("kw", [{}, {"channels": ["t2m"]},
+                                {"return_mask": True, "return_time": True, "fill_value": -9.0}])
+def test_batch_built_on_several_threads_is_the_same(cache, kw):
+    """The groups of a batch shared among threads give the batch one thread gives, which
+    equals the items fetched one by one."""
+    import threading
+
+    one = CachedERA5Dataset(cache, split="train", threads=1, **kw)
+    idx = np.random.default_rng(1).permutation(len(one))[:64].tolist()
+    want = one.__getitems__(idx).batched
+    for n in (2, 3, 8):
+        got = CachedERA5Dataset(cache, split="train", threads=n, **kw).__getitems__(idx).batched
+        assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
+    assert any(t.name.startswith("era5cache-load") for t in threading.enumerate())
+    for k in (0, 31, 63):
+        assert all(torch.equal(a[k], b) for a, b in zip(want, one[idx[k]], strict=True))
+
+
 def _batches(ds, **kw):
     dl = DataLoader(ds, batch_size=8, shuffle=False, collate_fn=CachedERA5Dataset.collate, **kw)
     return [tuple(t.clone() for t in b) for b in dl]
