@@ -148,3 +148,37 @@ def test_append_without_a_cache_builds_one(months, tmp_path):
     out = tmp_path / "cache"
     r = _run(_recipe(tmp_path, out), months["jan"], append=True)
     assert r.stdout.startswith("built") and _manifest(out)["shape"][0] == 48
+
+
+def test_append_keeps_the_codec_of_the_cache_it_extends(months, tmp_path):
+    """A cache whose Zarr chunks use another codec (Zstd, as era5cache wrote them before it
+    used Blosc) is extended by linking those chunks: the new store must keep that codec, or
+    the linked chunks would not decode."""
+    import shutil
+
+    import xarray as xr
+
+    from era5cache.zarr_store import stored_compressors
+
+    out = tmp_path / "zstd_cache"
+    recipe = _recipe(tmp_path, out)
+    _run(recipe, months["jan"])
+    store = out / "era5_2deg.zarr"
+    assert stored_compressors(store, "t2m")[0]["name"] == "blosc"
+    ds = xr.open_zarr(store).load()
+    zstd = [{"name": "zstd", "configuration": {"level": 0, "checksum": False}}]
+    enc = {c: {"chunks": (10, 80, 180), "compressors": zstd} for c in ("sst", "t2m")}
+    enc["time"] = {"units": "seconds since 1970-01-01", "dtype": "int64",
+                   "chunks": (ds.sizes["time"],)}
+    ds.to_zarr(tmp_path / "zstd.zarr", encoding=enc, zarr_format=3, consolidated=True)
+    shutil.rmtree(store)
+    shutil.move(tmp_path / "zstd.zarr", store)
+
+    _run(recipe, months["feb"], append=True)
+    assert stored_compressors(store, "t2m") == zstd
+    both = tmp_path / "both"
+    _run(_recipe(tmp_path, both), months["jan"], months["feb"])
+    with xr.open_zarr(store) as a, xr.open_zarr(both / "era5_2deg.zarr") as b:
+        for c in ("sst", "t2m"):
+            np.testing.assert_array_equal(a[c].values, b[c].values)
+    assert cli("verify", str(out)).returncode == 0

@@ -52,7 +52,14 @@ from .target import Target, appended, fresh
 from .timeaxis import analyse, format_step
 from .workers import START_METHOD, memory_bytes, start_fork_server, worker_environ
 from .writelock import exclusive_writer
-from .zarr_store import fsync_chunk, link_chunk, store_chunk, write_template
+from .zarr_store import (
+    COMPRESSORS,
+    fsync_chunk,
+    link_chunk,
+    store_chunk,
+    stored_compressors,
+    write_template,
+)
 
 UNZIP_NAME = ".unzipped"  # members of CDS ZIP archives, removed after a successful run
 
@@ -489,8 +496,10 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
     client = cluster.get()
     template = None
     if not staging.resumed:
-        encoding = {c: {"chunks": (cfg.chunk_steps, TARGET_LAT.size, TARGET_LON.size)}
-                    for c in channels}
+        compressors = (stored_compressors(base_zarr, channels[0]) if target.reuse.any()
+                       else COMPRESSORS)  # linked chunks stay readable
+        encoding = {c: {"chunks": (cfg.chunk_steps, TARGET_LAT.size, TARGET_LON.size),
+                        "compressors": list(compressors)} for c in channels}
         encoding["time"] = {"units": "seconds since 1970-01-01", "dtype": "int64",
                             "calendar": "proleptic_gregorian", "chunks": (target.times.size,)}
         template = client.submit(write_template, ds, str(path), encoding, pure=False,

@@ -7,6 +7,7 @@ Zarr, xarray and numpy for them (see :data:`era5cache.workers.PRELOAD`).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import warnings
@@ -16,6 +17,23 @@ import numpy as np
 import xarray as xr
 
 from .manifest import fsync_path
+
+# How each channel's chunks are compressed: Blosc's LZ4 on byte-shuffled floats. Measured on a
+# 24-step chunk of 2-degree t2m (sst), against zarr's default Zstd: written in 5.9 (4.9) ms
+# instead of 9.2 (17.4), read in 2.8 (2.4) instead of 4.5 (3.9), and 1.68x (2.54x) smaller
+# instead of 1.22x (1.98x); the chunk writes are a fifth of a worker's time per step.
+COMPRESSORS = ({"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5,
+                                                    "shuffle": "shuffle", "typesize": 4,
+                                                    "blocksize": 0}},)
+
+
+def stored_compressors(store: Path, channel: str) -> list[dict]:
+    """The compressors (the codecs after the ``bytes`` serializer) of ``channel`` in a Zarr
+    v3 ``store``, from its metadata: an append keeps those of the cache it extends, whose
+    chunks it links."""
+    codecs = json.loads((store / channel / "zarr.json").read_text())["codecs"]
+    names = [c["name"] for c in codecs]
+    return codecs[names.index("bytes") + 1:]
 
 
 def write_template(ds: xr.Dataset, store: str, encoding: dict) -> None:
