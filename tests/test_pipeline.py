@@ -213,3 +213,27 @@ def test_external_scheduler_gives_identical_output(cache, sample_new, tmp_path):
     b = json.loads((out / "manifest.json").read_text())["outputs"]
     assert a["era5_2deg.h5"]["sha256"] == b["era5_2deg.h5"]["sha256"]
     assert a["era5_2deg.zarr"]["files"] == b["era5_2deg.zarr"]["files"]
+
+
+def test_chunk_tasks_take_whole_read_blocks():
+    """A Zarr chunk made of whole blocks of the regridded array is fed the blocks' own tasks
+    (no slice, no merge task); any other range falls back to the slice. Same values."""
+    import dask
+    import dask.array as da
+
+    from era5cache.pipeline import _WholeBlocks
+
+    x = np.arange(26 * 4 * 3, dtype=np.float32).reshape(26, 4, 3)
+    w = _WholeBlocks(da.from_array(x, chunks=(6, 4, 3)))
+    whole = w.get(6, 18)
+    assert isinstance(whole, list) and len(whole) == 2
+    np.testing.assert_array_equal(np.concatenate(dask.compute(*whole)), x[6:18])
+    np.testing.assert_array_equal(np.concatenate(dask.compute(*w.get(24, 26))), x[24:26])
+    for a, b in ((3, 9), (0, 26), (20, 26)):
+        got = w.get(a, b)
+        if isinstance(got, list):
+            got = np.concatenate(dask.compute(*got))
+        np.testing.assert_array_equal(np.asarray(got), x[a:b])
+    assert not isinstance(w.get(3, 9), list)
+    split = _WholeBlocks(da.from_array(x, chunks=(6, 2, 3)))  # blocks along lat too
+    assert not isinstance(split.get(0, 6), list)

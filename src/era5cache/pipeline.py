@@ -513,9 +513,10 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
     linked = [k for k in todo if target.reuse[k]]
     todo = [k for k in todo if not target.reuse[k]]
     writes = []
+    whole = {c: _WholeBlocks(ds[c].data) for c in channels}
     for k in todo:
         a, b = target.chunk_bounds(k)
-        blocks = [ds[c].data[a:b] for c in channels]
+        blocks = [whole[c].get(a, b) for c in channels]
         writes.append(dask.delayed(store_chunk, pure=False)(
             str(path), channels, a, b, *blocks, after=template,
             dask_key_name=f"store-chunk-{k}"))
@@ -554,6 +555,27 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
     finally:
         bar.close()
         staging.save()
+
+
+class _WholeBlocks:
+    """The blocks of a Dask array (chunked along its first axis only) that make up rows
+    ``a:b``, as the Delayed objects of the blocks themselves when ``a:b`` is made of whole
+    blocks (read blocks are aligned with the chunks: :func:`era5cache.reader.block_steps`),
+    else the slice. A slice per chunk adds a merge and a finalize task per chunk and channel
+    and a copy of the array's graph; the blocks are the graph's own tasks."""
+
+    def __init__(self, arr):
+        self.arr = arr
+        self.edges = np.concatenate([[0], np.cumsum(arr.chunks[0])])
+        self.blocks = (arr.to_delayed().reshape(-1) if all(n == 1 for n in arr.numblocks[1:])
+                       else None)
+
+    def get(self, a: int, b: int):
+        i, j = np.searchsorted(self.edges, [a, b])
+        if (self.blocks is None or j >= self.edges.size or self.edges[i] != a
+                or self.edges[j] != b):
+            return self.arr[a:b]
+        return list(self.blocks[i:j])
 
 
 def _link_chunks(src: Path, dst: Path, channels: list[str], chunks: list[int],

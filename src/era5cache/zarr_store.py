@@ -45,17 +45,20 @@ def write_template(ds: xr.Dataset, store: str, encoding: dict) -> None:
                    consolidated=True)
 
 
-def store_chunk(store: str, channels: list[str], a: int, b: int, *blocks: np.ndarray,
-                after=None) -> np.ndarray:
+def store_chunk(store: str, channels: list[str], a: int, b: int,
+                *blocks: np.ndarray | list[np.ndarray], after=None) -> np.ndarray:
     """Write steps ``a:b`` (one whole Zarr chunk) of each channel and read them back: the
-    bytes on disk must decode to the block (NaN where NaN). Returns what was read back,
-    shaped (b - a, channel, lat, lon), for the HDF5 writer (:mod:`era5cache.h5stream`).
-    Runs on a Dask worker; ``after`` (ignored) is the template task it must follow."""
+    bytes on disk must decode to the block (NaN where NaN). A channel's block may come as a
+    list of consecutive pieces. Returns what was read back, shaped (b - a, channel, lat,
+    lon), for the HDF5 writer (:mod:`era5cache.h5stream`). Runs on a Dask worker; ``after``
+    (ignored) is the template task it must follow."""
     import zarr
 
     group = zarr.open_group(store, mode="r+", use_consolidated=False)
     out = None
     for i, (ch, block) in enumerate(zip(channels, blocks, strict=True)):
+        if isinstance(block, list):
+            block = np.concatenate(block) if len(block) > 1 else block[0]
         arr = group[ch]
         arr[a:b] = block
         back = arr[a:b]
