@@ -234,11 +234,13 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
         for v in ds.data_vars
     )
     nt = int(min(ds.sizes["time"], block_steps(step_bytes, chunk_bytes, align_steps)))
+    # a per-step expver coordinate is read before chunking makes it a Dask array (computing
+    # that took 14 ms per file: 0.7 s of planning for the 48 files of the sample)
+    ev = ds["expver"].values if "expver" in ds.coords and "expver" not in ds.dims else None
     ds = ds.chunk({"time": nt} | ({"level": 1} if "level" in ds.dims else {}))
     if "expver" in ds.dims:
         ds = _collapse_expver_dim(ds, path)
-    elif "expver" in ds.coords:
-        ev = ds["expver"].values
+    elif ev is not None:
         ds = ds.assign_coords(expver=("time", np.array([_expver_str(e) for e in np.atleast_1d(
             ev)] if ev.ndim else [_expver_str(ev.item())] * ds.sizes["time"], dtype="U4")))
     else:
