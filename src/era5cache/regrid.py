@@ -7,7 +7,10 @@ the sphere: the latitude weight of an overlap is ``sin(north) - sin(south)`` and
 weight its length in degrees. On regular grids the weights factor into a latitude matrix
 ``(80, n_lat_src)`` and a longitude matrix ``(180, n_lon_src)``; both are stored sparse, as the
 few source indices each target row/column touches, so applying them costs a handful of
-passes over the field rather than a dense matrix product.
+passes over the field rather than a dense matrix product. Where the source cells nest in the
+target's at an even stride (0.25, 0.5, 1 degree ... ERA5's grids, latitude ascending), each
+axis is also stored as a :class:`Band` and applied as one ``einsum`` over a reshaped view:
+the same sums, about twice as fast.
 
 NaN rule (CDO ``remapcon`` with the default ``fracarea`` normalisation and
 ``REMAP_AREA_MIN=threshold``): a target cell is the mean over the *valid* part of its area;
@@ -67,6 +70,63 @@ class SparseWeights:
         return dense
 
 
+@dataclass(frozen=True)
+class Band:
+    """Weights of one axis whose target cell ``i`` takes the ``K`` consecutive source cells
+    from ``start + step * i``: ``out[i] = sum_k weight[i, k] * src[(start + step*i + k) % n_src]``.
+
+    Terms ``k < step`` read a reshaped view of the source range ``start : start + step * n``
+    (one ``einsum``, float64 sums); the terms beyond (the cell a target shares with the next
+    one, half weight on ERA5's grids) read an evenly spaced slice, or an index where the axis
+    wraps. ``weight`` has shape ``(n_target, K)``, zeros where a window is wider than a row.
+    """
+
+    start: int
+    step: int
+    weight: np.ndarray
+    extra: tuple[slice | np.ndarray, ...]  # source cells of the terms k >= step
+
+    @classmethod
+    def from_dense(cls, dense: np.ndarray) -> Band | None:
+        """The band form of ``dense`` (n_target, n_src), or None when its non-zero weights
+        are not evenly strided windows that fit the source axis (the sparse form serves)."""
+        n, m = dense.shape
+        nz = dense > 0
+        if n < 3 or not nz.any(axis=1).all():
+            return None
+        mid = n // 2  # rows away from the ends, where a periodic axis may wrap
+        step = int(np.argmax(nz[mid + 1]) - np.argmax(nz[mid]))
+        start = int(np.argmax(nz[mid])) - step * mid
+        if step < 1 or start < 0 or start + step * n > m:
+            return None
+        width = int(nz.sum(axis=1).max())
+        first = start + step * np.arange(n)
+        cols = (first[:, None] + np.arange(width)) % m
+        weight = np.take_along_axis(dense, cols, axis=1)
+        if width > m or not ((weight > 0).sum(axis=1) == nz.sum(axis=1)).all():
+            return None  # a non-zero weight lies outside its window
+        extra = tuple(_as_slice(cols[:, k]) for k in range(step, width))
+        return cls(start=start, step=step, weight=weight, extra=extra)
+
+    def rows(self, x: np.ndarray, out: np.ndarray) -> None:
+        """``out`` (n_target, L) float64 = the weighted sums of the rows of ``x`` (n_src, L)."""
+        n, width = self.weight.shape
+        body = min(width, self.step)
+        view = x[self.start:self.start + self.step * n].reshape(n, self.step, -1)
+        np.einsum("jk,jkl->jl", self.weight[:, :body], view[:, :body], out=out)
+        for k, cells in enumerate(self.extra, start=self.step):
+            out += self.weight[:, k, None] * x[cells]
+
+    def columns(self, x: np.ndarray, out: np.ndarray) -> None:
+        """``out`` (R, n_target) float64 = the weighted sums of the columns of ``x`` (R, n_src)."""
+        n, width = self.weight.shape
+        body = min(width, self.step)
+        view = x[:, self.start:self.start + self.step * n].reshape(x.shape[0], n, self.step)
+        np.einsum("jik,ik->ji", view[:, :, :body], self.weight[:, :body], out=out)
+        for k, cells in enumerate(self.extra, start=self.step):
+            out += self.weight[:, k] * x[:, cells]
+
+
 def lat_weight_matrix(src_lat: np.ndarray) -> np.ndarray:
     """Dense latitude overlap weights, shape (80, n_src): sin(north) - sin(south) of overlaps."""
     b = np.deg2rad(lat_bounds(src_lat))
@@ -99,6 +159,8 @@ class ConservativeRegridder:
     lon: SparseWeights
     area: np.ndarray  # (80, 180) target cell areas (sin-lat x degrees), float64
     source_shape: tuple[int, int]
+    lat_band: Band | None = None  # the same weights as ``lat`` where they form a band
+    lon_band: Band | None = None
 
     @classmethod
     def for_grid(cls, grid: SourceGrid) -> ConservativeRegridder:
@@ -121,6 +183,8 @@ class ConservativeRegridder:
             lon=SparseWeights.from_dense(wlon),
             area=np.outer(got_lat, got_lon),
             source_shape=grid.shape,
+            lat_band=Band.from_dense(wlat),
+            lon_band=Band.from_dense(wlon),
         )
 
     def _apply_step(self, x: np.ndarray, out: np.ndarray, work: _Work) -> None:
@@ -132,6 +196,19 @@ class ConservativeRegridder:
         slower on 24 0.25-degree steps).
         """
         acc, product = work.acc, work.product
+        if self.lat_band is not None and work.banded:
+            self.lat_band.rows(x, out=acc)
+        else:
+            self._sparse_rows(x, acc, product, work)
+        if self.lon_band is not None and work.banded:
+            self.lon_band.columns(acc, out=out)
+            return
+        out[...] = 0.0
+        for k in range(self.lon.index.shape[1]):
+            out += self.lon.weight[:, k] * acc[:, self.lon.index[:, k]]
+
+    def _sparse_rows(self, x: np.ndarray, acc: np.ndarray, product: np.ndarray,
+                     work: _Work) -> None:
         for k, rows in enumerate(work.lat_rows):
             source = x[rows]  # a view for a slice, else a gathered copy
             if k == 0:
@@ -139,9 +216,6 @@ class ConservativeRegridder:
             else:
                 np.multiply(self.lat.weight[:, k, None], source, out=product)
                 acc += product
-        out[...] = 0.0
-        for k in range(self.lon.index.shape[1]):
-            out += self.lon.weight[:, k] * acc[:, self.lon.index[:, k]]
 
     def __call__(self, field: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         """Regrid ``field`` shaped ``(..., n_lat_src, n_lon_src)`` to ``(..., 80, 180)`` float32.
@@ -207,11 +281,13 @@ class _Work:
     ``lat_rows[k]``: the source rows of term ``k`` of every target row, as a slice where
     they are evenly spaced (always on a regular grid whose cells nest in the target's, such
     as 0.25 degrees): a strided view instead of a gathered copy, 0.23 of 1.62 ms per
-    0.25-degree field on the 2-core VM."""
+    0.25-degree field on the 2-core VM. ``banded``: use the regridder's :class:`Band` forms
+    where it has them (False: the sparse form, for tests comparing the two)."""
 
     acc: np.ndarray
     product: np.ndarray
     lat_rows: tuple[slice | np.ndarray, ...]
+    banded: bool = True
 
     @classmethod
     def for_shape(cls, n_lon_src: int, lat_index: np.ndarray) -> _Work:
