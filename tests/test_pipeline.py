@@ -237,3 +237,33 @@ def test_chunk_tasks_take_whole_read_blocks():
     assert not isinstance(w.get(3, 9), list)
     split = _WholeBlocks(da.from_array(x, chunks=(6, 2, 3)))  # blocks along lat too
     assert not isinstance(split.get(0, 6), list)
+
+
+def test_fresh_target_hands_chunk_tasks_the_read_blocks(sample_new):
+    """On a fresh build each Zarr chunk's task depends on the regridded read blocks
+    themselves: no rechunk-merge task per chunk (the target's dataset is rechunked to the
+    Zarr chunks for the template); the blocks hold the chunk's values."""
+    import dask
+
+    from era5cache.config import DaskSettings, PreprocessConfig
+    from era5cache.pipeline import _WholeBlocks, plan, regrid_dataset
+    from era5cache.target import fresh
+
+    # read blocks of 4 MiB at most: several per 20-step chunk
+    cfg = PreprocessConfig(inputs=(str(sample_new),), variables=("t2m",), chunk_steps=20,
+                           dask=DaskSettings(memory_limit="100MiB"))
+    inputs, ds, regridder = plan(cfg)
+    try:
+        target = fresh(regrid_dataset(ds, regridder), inputs, cfg.chunk_steps)
+        assert target.dataset["t2m"].data.chunks[0][0] == 20
+        w = _WholeBlocks(target.blocks["t2m"])
+        a, b = target.chunk_bounds(1)
+        blocks = w.get(a, b)
+        assert isinstance(blocks, list) and len(blocks) > 1
+        graph = dict(dask.delayed(list)(blocks).__dask_graph__())
+        assert not [k for k in graph if "rechunk" in str(k)]
+        got = np.concatenate(dask.compute(*blocks, scheduler="sync"))
+        want = target.dataset["t2m"][a:b].values
+        np.testing.assert_array_equal(got, want)
+    finally:
+        inputs.close()

@@ -500,7 +500,7 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
     linked = [k for k in todo if target.reuse[k]]
     todo = [k for k in todo if not target.reuse[k]]
     writes = []
-    whole = {c: _WholeBlocks(ds[c].data) for c in channels}
+    whole = {c: _WholeBlocks((target.blocks or {}).get(c, ds[c].data)) for c in channels}
     for k in todo:
         a, b = target.chunk_bounds(k)
         blocks = [whole[c].get(a, b) for c in channels]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -33,7 +34,9 @@ class Target:
     ``chunk_steps`` along time. Per step: ``times`` (datetime64[s]), ``expver``, ``source``
     (input file, or the published Zarr store for kept steps) and ``new_index`` (position in
     the new inputs, -1 for kept steps). Per chunk: ``reuse`` (hard-link from the published
-    store)."""
+    store). ``blocks``: per channel, the lazy array before its rechunk to ``chunk_steps``
+    (a fresh build: read blocks aligned with the chunks), whose own blocks the chunk tasks
+    take, so that no merge task per chunk sits between them (None: use ``dataset``)."""
 
     dataset: xr.Dataset
     times: np.ndarray
@@ -45,6 +48,7 @@ class Target:
     chunk_steps: int
     replaced: int = 0
     kept_final: int = 0
+    blocks: dict[str, Any] | None = None
 
     @property
     def n_chunks(self) -> int:
@@ -70,12 +74,14 @@ def fresh(regridded: xr.Dataset, inputs: Era5Inputs, chunk_steps: int) -> Target
     """The store of a build from ``inputs`` alone."""
     times = inputs.dataset["time"].values.astype("datetime64[s]")
     n = times.size
+    blocks = {c: regridded[c].data for c in regridded.data_vars
+              if not isinstance(regridded[c].data, np.ndarray)}
     return Target(
         dataset=_clean(regridded).assign_coords(time=times).chunk({"time": chunk_steps}),
         times=times, expver=inputs.dataset["expver"].values.astype("U4"),
         source=np.asarray(inputs.source, dtype=object), new_index=np.arange(n),
         reuse=np.zeros(-(-n // chunk_steps), dtype=bool), axis=inputs.axis,
-        chunk_steps=chunk_steps)
+        chunk_steps=chunk_steps, blocks=blocks or None)
 
 
 def appended(regridded: xr.Dataset, inputs: Era5Inputs, base: dict, base_zarr: Path,
