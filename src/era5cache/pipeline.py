@@ -57,6 +57,7 @@ from .zarr_store import (
     link_chunk,
     store_chunk,
     stored_compressors,
+    template_of,
     write_template,
 )
 
@@ -489,8 +490,8 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
                         "compressors": list(compressors)} for c in channels}
         encoding["time"] = {"units": "seconds since 1970-01-01", "dtype": "int64",
                             "calendar": "proleptic_gregorian", "chunks": (target.times.size,)}
-        template = client.submit(write_template, ds, str(path), encoding, pure=False,
-                                 key="zarr-template")
+        template = client.submit(write_template, template_of(ds), str(path), encoding,
+                                 pure=False, key="zarr-template")
     else:  # a killed writer may have left zarr's temporary files behind
         for junk in path.rglob("*.partial"):
             junk.unlink(missing_ok=True)
