@@ -33,12 +33,15 @@ def _probe():
             "preloaded": all(m in sys.modules for m in ("xarray", "netCDF4", "zarr",
                                                         "era5cache.regrid_xarray")),
             "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+            "gc": __import__("gc").isenabled(),
+            "frozen": __import__("gc").get_freeze_count(),
             "threads": os.environ.get("OPENBLAS_NUM_THREADS")}
 
 
 def test_local_workers_fork_from_the_preloaded_server():
     """Before any task ran, each worker already holds the job's modules (imported once in the
-    fork server, whose children they are, not the job's) and the worker environment."""
+    fork server, whose children they are, not the job's), frozen out of the garbage
+    collector's sight with collection on, and the worker environment."""
     cfg = with_overrides(PreprocessConfig(), dask_workers=2, dask_memory_limit="1GiB")
     with dask_client(cfg) as client:
         info = list(client.run(_probe).values())
@@ -48,7 +51,30 @@ def test_local_workers_fork_from_the_preloaded_server():
     env = server_environ()  # the first job of this process started the server
     for i in info:
         assert i["preloaded"]
+        assert i["gc"] and i["frozen"] > 100_000  # xarray, pandas, dask, zarr: ~1M objects
         assert i["trim"] == env["MALLOC_TRIM_THRESHOLD_"] and i["threads"] == "1"
+
+
+def test_imports_frozen_pauses_collection_then_freezes():
+    import gc
+
+    from era5cache.workers import imports_frozen
+
+    before = gc.get_freeze_count()
+    try:
+        with imports_frozen():
+            assert not gc.isenabled()
+            kept = [[i] for i in range(1000)]  # objects made inside are frozen afterwards
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= before + 1000
+        assert kept
+        gc.disable()
+        with imports_frozen():  # collection stays as it was found
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
 
 
 def test_low_memory_limit_completes_instead_of_pausing(tmp_path):

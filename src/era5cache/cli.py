@@ -128,6 +128,7 @@ def _cmd_sample(args) -> int:
 
 def _cmd_preprocess(args) -> int:
     from .config import check, load_preprocess_config, with_overrides
+    from .workers import imports_frozen
 
     cfg = load_preprocess_config(args.config)
     cfg = with_overrides(
@@ -140,7 +141,8 @@ def _cmd_preprocess(args) -> int:
         from .workers import start_fork_server
 
         start_fork_server(cfg.dask.memory_limit)
-    from . import pipeline
+    with imports_frozen():
+        from . import pipeline
 
     r = pipeline.run(cfg, progress=not args.no_progress, append=args.append, force=args.force)
     if r.status == "up to date":

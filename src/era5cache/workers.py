@@ -19,10 +19,13 @@ The CLI starts the server before it imports anything heavy (this module needs on
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 PRELOAD = ("era5cache._forkserver_init", "distributed", "numpy", "pandas", "xarray",
-           "dask.array", "netCDF4", "zarr", "era5cache.regrid_xarray", "era5cache.zarr_store")
+           "dask.array", "netCDF4", "zarr", "era5cache.regrid_xarray", "era5cache.zarr_store",
+           "era5cache._forkserver_ready")
 START_METHOD = "forkserver"
 
 # Dask's defaults for distributed.nanny.pre-spawn-environ (a worker is one thread per task).
@@ -44,6 +47,27 @@ def worker_environ(memory_limit: str | int | None) -> dict[str, str]:
     env["MALLOC_TRIM_THRESHOLD_"] = str(int(min(256 * 2**20, limit // 4)))
     env["MALLOC_MMAP_THRESHOLD_"] = str(32 * 2**20)
     return env
+
+
+@contextlib.contextmanager
+def imports_frozen() -> Iterator[None]:
+    """Import inside: no garbage collection meanwhile, and afterwards every object that
+    exists is moved out of the collector's sight (:func:`gc.freeze`). Modules live as long
+    as the process, yet each full collection walked their ~1M objects: in the job's process
+    0.35 s of collections per reference run, 0.22 s of it three full ones. The fork
+    server does the same around its preload (:mod:`era5cache._forkserver_init`,
+    :mod:`era5cache._forkserver_ready`), so workers start with their modules frozen (which
+    also keeps the collector from touching, and so copying, pages shared with the server)."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
