@@ -12,8 +12,9 @@ limit (624 steps, 2.6 GB). Paths, on the same files, warm page cache:
   peak RSS of every process is recorded.
 
 Also timed each round: the import floor, an interpreter that only imports what the job's
-process needs before it can plan (xarray, dask.array, distributed, h5py): no job that uses
-these libraries finishes sooner, whatever its input.
+process needs before it can plan (xarray, dask.array, distributed, h5py; with no garbage
+collection meanwhile, as the job imports): no job that uses these libraries finishes
+sooner, whatever its input.
 
 Every path runs on both inputs round after round (``--quick``: one round, else three), and
 each time is the median of its rounds, so that the VM's drifting speed hits all paths alike.
@@ -77,7 +78,7 @@ def _job_cmd(files: list[Path], out: Path, workers: int, memory_limit: str) -> l
 
 
 RAW, CDO, CDO_P2 = "raw decode (netCDF4, 1 process)", "cdo remapcon", "cdo -P 2 remapcon"
-FLOOR_CMD = [sys.executable, "-c",
+FLOOR_CMD = [sys.executable, "-c", "import gc; gc.disable(); "  # as the job imports
              "import era5cache.pipeline, dask.array, distributed, h5py"]
 
 
