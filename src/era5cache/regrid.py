@@ -78,7 +78,8 @@ class Band:
     Terms ``k < step`` read a reshaped view of the source range ``start : start + step * n``
     (one ``einsum``, float64 sums); the terms beyond (the cell a target shares with the next
     one, half weight on ERA5's grids) read an evenly spaced slice, or an index where the axis
-    wraps. ``weight`` has shape ``(n_target, K)``, zeros where a window is wider than a row.
+    wraps. ``weight`` has shape ``(n_target, K)``, every entry positive: each cell read
+    contributes.
     """
 
     start: int
@@ -103,8 +104,11 @@ class Band:
         first = start + step * np.arange(n)
         cols = (first[:, None] + np.arange(width)) % m
         weight = np.take_along_axis(dense, cols, axis=1)
-        if width > m or not ((weight > 0).sum(axis=1) == nz.sum(axis=1)).all():
-            return None  # a non-zero weight lies outside its window
+        if width > m or not (weight > 0).all() or not (nz.sum(axis=1) == width).all():
+            # a non-zero weight outside its window, or a window cell that does not
+            # contribute (it may hold NaN: every cell read must contribute, as in the
+            # sparse form, for the finite-sums shortcut of ``__call__``)
+            return None
         extra = tuple(_as_slice(cols[:, k]) for k in range(step, width))
         return cls(start=start, step=step, weight=weight, extra=extra)
 
