@@ -20,6 +20,7 @@ import xxhash
 from conftest import REALDATA, need_realdata, run_cdo_remapcon, run_cli
 
 from era5cache.cli import main as cli
+from era5cache.regrid import ConservativeRegridder
 from era5cache.verify import verify
 
 RECIPE = """
@@ -239,31 +240,53 @@ def test_chunk_tasks_take_whole_read_blocks():
     assert not isinstance(split.get(0, 6), list)
 
 
+class _CountingRegridder(ConservativeRegridder):
+    """Records the steps it regrids (a module-level class: Dask may pickle the graph)."""
+
+    steps = []
+
+    def __call__(self, field, threshold=0.5):
+        _CountingRegridder.steps.append(field.shape[0])
+        return super().__call__(field, threshold)
+
+
 def test_fresh_target_hands_chunk_tasks_the_read_blocks(sample_new):
-    """On a fresh build each Zarr chunk's task depends on the regridded read blocks
-    themselves: no rechunk-merge task per chunk (the target's dataset is rechunked to the
-    Zarr chunks for the template); the blocks hold the chunk's values."""
+    """On a fresh build a Zarr chunk made of whole read blocks takes the regridded blocks
+    themselves (no rechunk-merge task between them); a chunk across a file boundary, where
+    a read block straddles two chunks, takes the rechunked array's block. Every step is
+    read and regridded once over all chunk tasks (a slice of the read blocks there made
+    Dask fuse the straddling block's read into both chunk tasks), and the chunks hold the
+    target's values."""
+    from dataclasses import fields
+
     import dask
 
     from era5cache.config import DaskSettings, PreprocessConfig
-    from era5cache.pipeline import _WholeBlocks, plan, regrid_dataset
+    from era5cache.pipeline import _chunk_sources, plan, regrid_dataset
     from era5cache.target import fresh
 
-    # read blocks of 4 MiB at most: several per 20-step chunk
+    # read blocks of 4 MiB at most: several per 20-step chunk; January's 124 steps end
+    # inside a chunk, so February's blocks straddle chunk boundaries
     cfg = PreprocessConfig(inputs=(str(sample_new),), variables=("t2m",), chunk_steps=20,
                            dask=DaskSettings(memory_limit="100MiB"))
     inputs, ds, regridder = plan(cfg)
     try:
-        target = fresh(regrid_dataset(ds, regridder), inputs, cfg.chunk_steps)
+        counting = _CountingRegridder(**{f.name: getattr(regridder, f.name)
+                                         for f in fields(regridder)})
+        _CountingRegridder.steps.clear()
+        target = fresh(regrid_dataset(ds, counting), inputs, cfg.chunk_steps)
         assert target.dataset["t2m"].data.chunks[0][0] == 20
-        w = _WholeBlocks(target.blocks["t2m"])
-        a, b = target.chunk_bounds(1)
-        blocks = w.get(a, b)
-        assert isinstance(blocks, list) and len(blocks) > 1
-        graph = dict(dask.delayed(list)(blocks).__dask_graph__())
+        source = _chunk_sources(target.dataset["t2m"].data, target.blocks["t2m"])
+        parts = [source.get(*target.chunk_bounds(k)) for k in range(target.n_chunks)]
+        whole = [p for p in parts if len(p) > 1]
+        assert len(whole) >= 5 and all(isinstance(p, list) for p in parts)
+        graph = dict(dask.delayed(list)(whole[0]).__dask_graph__())
         assert not [k for k in graph if "rechunk" in str(k)]
-        got = np.concatenate(dask.compute(*blocks, scheduler="sync"))
-        want = target.dataset["t2m"][a:b].values
-        np.testing.assert_array_equal(got, want)
+        merged = [p for p in parts if len(p) == 1]  # across January's end, and the last
+        assert merged and all("rechunk" in str(p[0].key) for p in merged)
+        chunks = dask.compute(*[dask.delayed(np.concatenate)(p) for p in parts],
+                              scheduler="sync")
+        assert sum(_CountingRegridder.steps) == target.times.size
+        np.testing.assert_array_equal(np.concatenate(chunks), target.dataset["t2m"].values)
     finally:
         inputs.close()
