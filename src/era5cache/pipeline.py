@@ -574,7 +574,7 @@ def _chunk_sources(chunked, read_blocks=None) -> _WholeBlocks:
     array rechunked to the Zarr chunks (``chunked``), whose merge task per chunk shares a
     read block that straddles two chunks. A slice of the read blocks there instead made
     Dask fuse the read and regrid into each of the two chunk tasks: read twice (the
-    `make preprocess` sample, monthly files across 120-step chunks: 21 -> 26 s)."""
+    ``make preprocess`` sample, monthly files across 120-step chunks: 21 -> 26 s)."""
     rechunked = _WholeBlocks(chunked)
     return rechunked if read_blocks is None else _WholeBlocks(read_blocks, fallback=rechunked)
 

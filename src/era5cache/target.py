@@ -34,9 +34,9 @@ class Target:
     ``chunk_steps`` along time. Per step: ``times`` (datetime64[s]), ``expver``, ``source``
     (input file, or the published Zarr store for kept steps) and ``new_index`` (position in
     the new inputs, -1 for kept steps). Per chunk: ``reuse`` (hard-link from the published
-    store). ``blocks``: per channel, the lazy array before its rechunk to ``chunk_steps``
-    (a fresh build: read blocks aligned with the chunks), whose own blocks the chunk tasks
-    take, so that no merge task per chunk sits between them (None: use ``dataset``)."""
+    store). ``blocks`` (a fresh build): per channel, the lazy array before its rechunk to
+    ``chunk_steps``, whose read blocks a chunk made of whole blocks takes directly, with no
+    merge task between them (:func:`era5cache.pipeline._chunk_sources`; None: ``dataset``)."""
 
     dataset: xr.Dataset
     times: np.ndarray
