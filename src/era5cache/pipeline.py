@@ -49,7 +49,13 @@ from .regrid_xarray import regrid_dataset
 from .staging import STAGING_NAME, Staging, discard, publish
 from .target import Target, appended, fresh
 from .timeaxis import analyse, format_step
-from .workers import START_METHOD, memory_bytes, start_fork_server, worker_environ
+from .workers import (
+    START_METHOD,
+    limit_open_files,
+    memory_bytes,
+    start_fork_server,
+    worker_environ,
+)
 from .writelock import exclusive_writer
 from .zarr_store import (
     COMPRESSORS,
@@ -482,6 +488,7 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
     ds = target.dataset
     channels = list(ds.data_vars)
     client = cluster.get()
+    client.run(limit_open_files)  # worker memory must not grow with the number of inputs
     template = None
     if not staging.resumed:
         compressors = (stored_compressors(base_zarr, channels[0]) if target.reuse.any()
@@ -512,10 +519,15 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
     try:
         futures = client.compute(writes) if writes else []
         chunk_of = {f.key: k for f, k in zip(futures, todo, strict=True)}
+        done = as_completed(futures + ([template] if template is not None else []))
+        del futures, writes  # a worker keeps a task's result while a future refers to it
         if template is None:
             _link_chunks(base_zarr, path, channels, linked, staging, feed)
-        for fut in as_completed(futures + ([template] if template is not None else [])):
+        for fut in done:
             block = fut.result()
+            # the worker may drop the block now: held to the end, the chunks' blocks grew
+            # each worker by its share of the whole output (1.5 GB peaks on the sample)
+            fut.release()
             if fut is template:
                 staging.save()
                 kill_point("template")
