@@ -8,6 +8,7 @@ import zipfile
 import netCDF4
 import numpy as np
 import pytest
+import xarray as xr
 from conftest import need_realdata, raw_decode, realdata_files
 
 from era5cache.errors import InputError
@@ -186,6 +187,39 @@ def test_read_block_steps():
     assert block_steps(4, 100 * 4, 24) == 96  # a multiple of 24
     assert block_steps(4, 5 * 4, 7) == 1
     assert block_steps(4, 7 * 4) == 7 and block_steps(4, 1) == 1
+    # files chunked over several steps: whole chunks per block where they fit the ceiling
+    assert block_steps(4, 7 * 4, 24, depth=32, max_bytes=60 * 4) == 32
+    assert block_steps(4, 7 * 4, 24, depth=8, max_bytes=60 * 4) == 8  # also divides 24
+    assert block_steps(4, 7 * 4, 24, depth=2, max_bytes=60 * 4) == 6
+    assert block_steps(4, 100 * 4, 24, depth=12, max_bytes=200 * 4) == 96
+    assert block_steps(4, 7 * 4, 24, depth=124, max_bytes=60 * 4) == 6  # too deep: as before
+    assert block_steps(4, 7 * 4, 24, depth=32) == 6  # no ceiling known: as before
+    assert block_steps(4, 7 * 4, 24, depth=1, max_bytes=60 * 4) == 6
+
+
+def test_read_blocks_hold_whole_file_chunks(tmp_path, sample_new):
+    """A compressed file chunked over 8 time steps (netCDF's default chunking makes such
+    files) is read in blocks of whole chunks, not in blocks that end inside a chunk (each
+    such block decompressed the chunk again); values equal a raw decode."""
+    src = sample_new / "era5_single-levels_2019-01.nc"
+    path = tmp_path / "era5_single-levels_2019-01.nc"
+    with xr.open_dataset(src) as ds:
+        ds = ds.load()
+    enc = {v: {"zlib": True, "complevel": 1, "chunksizes": (8, 61, 120)}
+           for v in ("t2m", "sst")}
+    ds.to_netcdf(path, encoding=enc)
+    with open_file(path) as opened:
+        step = sum(4 * opened.sizes["lat"] * opened.sizes["lon"] for _ in opened.data_vars)
+    with open_file(path, chunk_bytes=3 * step, align_steps=24) as opened:
+        assert opened["t2m"].chunks[0][0] == 3  # no ceiling: the size target alone
+    with open_file(path, chunk_bytes=3 * step, align_steps=24,
+                   max_block_bytes=20 * step) as opened:
+        chunks = opened["t2m"].chunks[0]
+        assert set(chunks[:-1]) == {8} and sum(chunks) == 124
+        got = opened["t2m"].values
+    with netCDF4.Dataset(path) as raw:
+        want = raw["t2m"][:].filled(np.nan)[:, ::-1]  # the reader orders latitude ascending
+    np.testing.assert_array_equal(got, want)
 
 
 def test_read_blocks_never_straddle_an_output_chunk(sample_new):

@@ -110,6 +110,16 @@ def read_chunk_bytes(cfg: PreprocessConfig) -> int:
     return int(min(TARGET_CHUNK_BYTES, max(4 * 2**20, (limit - 160 * 2**20) // 8)))
 
 
+def read_block_ceiling(cfg: PreprocessConfig) -> int | None:
+    """The most decoded input one read block may hold, so that it covers whole HDF5 chunks
+    of a file chunked over many time steps: (limit - 160 MiB) / 8 as in
+    :func:`read_chunk_bytes`, without its 30 MiB target. None when the worker memory is not
+    known (an existing cluster, no limit): blocks stay at the target."""
+    if not cfg.dask.memory_limit or cfg.dask.scheduler:
+        return None
+    return int(max(4 * 2**20, (memory_bytes(cfg.dask.memory_limit) - 160 * 2**20) // 8))
+
+
 def plan(cfg: PreprocessConfig, extract_dir: Path | None = None,
          channels: tuple[str, ...] | None = None
          ) -> tuple[Era5Inputs, xr.Dataset, ConservativeRegridder]:
@@ -121,7 +131,7 @@ def plan(cfg: PreprocessConfig, extract_dir: Path | None = None,
     channels = channels or cfg.variables
     inputs = open_era5(list(cfg.inputs), variables=_base_names(channels),
                        chunk_bytes=read_chunk_bytes(cfg), extract_dir=extract_dir,
-                       align_steps=cfg.chunk_steps)
+                       align_steps=cfg.chunk_steps, max_block_bytes=read_block_ceiling(cfg))
     channels = channels or tuple(all_channels(inputs.dataset))
     ds = select_channels(inputs.dataset, channels, where=str(inputs.files[0]))
     if inputs.axis.irregular:
