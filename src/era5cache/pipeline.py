@@ -97,24 +97,24 @@ def _base_names(channels: tuple[str, ...] | None) -> list[str] | None:
 
 
 def read_chunk_bytes(cfg: PreprocessConfig) -> int:
-    """Bytes of decoded input per task under the worker memory limit.
+    """Bytes of decoded input per task: :data:`TARGET_CHUNK_BYTES`, less where the worker
+    memory limit calls for it (:func:`read_block_ceiling`)."""
+    ceiling = read_block_ceiling(cfg)
+    return TARGET_CHUNK_BYTES if ceiling is None else min(TARGET_CHUNK_BYTES, ceiling)
+
+
+def read_block_ceiling(cfg: PreprocessConfig) -> int | None:
+    """The most decoded input one read block may hold under the worker memory limit: also
+    what lets a block cover whole HDF5 chunks of a file chunked over many time steps
+    (:func:`era5cache.reader.block_steps`). None when the worker memory is not known (an
+    existing cluster, or no limit).
 
     Measured: a worker forked from the fork server idles at ~110 MB RSS and, with glibc
     keeping up to a quarter of the limit of freed memory, peaked at 291 MB under a 315 MB
     limit with (limit - 160 MiB) / 5 blocks, too close to Dask's kill threshold (95%); so a
-    block is (limit - 160 MiB) / 8, between 4 and 30 MiB (limits from ~400 MiB get 30 MiB).
+    block is at most (limit - 160 MiB) / 8, and at least 4 MiB (limits from ~400 MiB get
+    the 30 MiB target).
     """
-    if not cfg.dask.memory_limit or cfg.dask.scheduler:
-        return TARGET_CHUNK_BYTES
-    limit = memory_bytes(cfg.dask.memory_limit)
-    return int(min(TARGET_CHUNK_BYTES, max(4 * 2**20, (limit - 160 * 2**20) // 8)))
-
-
-def read_block_ceiling(cfg: PreprocessConfig) -> int | None:
-    """The most decoded input one read block may hold, so that it covers whole HDF5 chunks
-    of a file chunked over many time steps: (limit - 160 MiB) / 8 as in
-    :func:`read_chunk_bytes`, without its 30 MiB target. None when the worker memory is not
-    known (an existing cluster, no limit): blocks stay at the target."""
     if not cfg.dask.memory_limit or cfg.dask.scheduler:
         return None
     return int(max(4 * 2**20, (memory_bytes(cfg.dask.memory_limit) - 160 * 2**20) // 8))

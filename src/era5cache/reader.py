@@ -193,19 +193,15 @@ def block_steps(step_bytes: int, chunk_bytes: int, align: int | None = None,
     ``depth``, also aligned with ``align`` when ``depth`` divides it.
     """
     step_bytes = max(step_bytes, 1)
-    n = max(1, chunk_bytes // step_bytes)
-    if depth and depth > 1 and depth * step_bytes <= max(max_bytes or 0, chunk_bytes):
-        m = max(1, n // depth) * depth
-        if not align or align % depth:
-            return m
-        if m >= align:
-            return m // align * align
-        return max(d for d in range(depth, m + 1, depth) if align % d == 0)
-    if not align:
+    whole_chunks = bool(depth and depth > 1
+                        and depth * step_bytes <= max(max_bytes or 0, chunk_bytes))
+    unit = depth if whole_chunks else 1  # blocks are multiples of this
+    n = max(1, chunk_bytes // step_bytes // unit) * unit
+    if not align or align % unit:
         return n
     if n >= align:
         return n // align * align
-    return max(d for d in range(1, n + 1) if align % d == 0)
+    return max(d for d in range(unit, n + 1, unit) if align % d == 0)
 
 
 def _time_chunk_depth(raw: xr.Dataset, tdim: str, names: list[str]) -> int | None:
