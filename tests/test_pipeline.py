@@ -240,6 +240,34 @@ def test_chunk_tasks_take_whole_read_blocks():
     assert not isinstance(split.get(0, 6), list)
 
 
+def _block(i: int) -> np.ndarray:
+    return np.full(2**20, i, dtype=np.float64)  # 8 MiB, like a chunk's block
+
+
+def _tasks_held(dask_scheduler) -> int:
+    return len(dask_scheduler.tasks)
+
+
+def test_chunk_results_are_released_as_they_are_consumed():
+    """The job hands each chunk task's result over and releases it at once: the scheduler
+    then forgets the task and its worker drops the block (held to the end, every block
+    stayed on its worker: 1.5 GB peaks on the ``make preprocess`` sample)."""
+    from era5cache.config import PreprocessConfig, with_overrides
+    from era5cache.pipeline import _released_as_completed, dask_client
+
+    cfg = with_overrides(PreprocessConfig(), dask_workers=2, dask_memory_limit="1GiB")
+    with dask_client(cfg) as client:
+        futures = [client.submit(_block, i, pure=False) for i in range(6)]
+        client.gather(futures)  # all done: the results sit on the workers now
+        assert client.run_on_scheduler(_tasks_held) == 6
+        seen = [int(block[0]) for _, block in _released_as_completed(futures)]
+        deadline = time.monotonic() + 10
+        while client.run_on_scheduler(_tasks_held) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.run_on_scheduler(_tasks_held) == 0
+    assert sorted(seen) == list(range(6))
+
+
 class _CountingRegridder(ConservativeRegridder):
     """Records the steps it regrids (a module-level class: Dask may pickle the graph)."""
 
