@@ -529,7 +529,6 @@ def _write_zarr(target: Target, staging: Staging, cfg: PreprocessConfig, progres
         futures = client.compute(writes) if writes else []
         chunk_of = {f.key: k for f, k in zip(futures, todo, strict=True)}
         done = _released_as_completed(futures + ([template] if template is not None else []))
-        del futures, writes
         if template is None:
             _link_chunks(base_zarr, path, channels, linked, staging, feed)
         for fut, block in done:
@@ -566,8 +565,8 @@ def _released_as_completed(futures: list) -> Iterator[tuple]:
     """(future, result) in the order the tasks finish; each future is released as its
     result is handed over, so the worker may drop the result. Held to the end of the job,
     every chunk's block stayed on its worker: each worker grew by its share of the whole
-    output (1.5 GB peaks under the 2 GiB limit on the ``make preprocess`` sample). The
-    caller must not keep other references to the futures."""
+    output (1.5 GB peaks under the 2 GiB limit on the ``make preprocess`` sample). Released
+    is released: other references the caller keeps to the futures do not hold the results."""
     from dask.distributed import as_completed
 
     for fut in as_completed(futures):
