@@ -11,7 +11,7 @@ __all__ = ["CachedERA5Dataset", "__version__"]
 
 def __getattr__(name: str):
     if name == "CachedERA5Dataset":
-        from .dataset import CachedERA5Dataset
+        from .serve.dataset import CachedERA5Dataset
 
         return CachedERA5Dataset
     raise AttributeError(f"module 'era5cache' has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""Time-axis analysis: the step (fixed or calendar-monthly), gaps and irregularities.
+"""Time-axis analysis (the step, fixed or calendar-monthly; gaps; irregularities) and the
+train/val/test periods.
 
 Times are numpy ``datetime64[s]`` (UTC). Pure numpy.
 """
@@ -10,6 +11,96 @@ from dataclasses import dataclass
 import numpy as np
 
 MONTHLY = "1M"
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Period:
+    """Inclusive time range; ``start``/``end`` are ISO strings (UTC)."""
+
+    start: str
+    end: str
+
+    @classmethod
+    def parse(cls, value) -> Period | None:
+        """A period from ``[start, end]`` (a recipe, a manifest) or ``"start/end"`` (an HDF5
+        attribute); None for None or ``""``. :class:`ValueError` for a bad date, a value of
+        another shape, or an end before the start."""
+        if value is None or value == "":
+            return None
+        if isinstance(value, str):
+            value = value.split("/")
+        if not (isinstance(value, (list, tuple)) and len(value) == 2):
+            raise ValueError(f"a period is [start, end], got {value!r}")
+        p = cls(str(value[0]), str(value[1]))
+        try:
+            lo, hi = p.bounds()
+        except ValueError as exc:
+            raise ValueError(f"bad date in period {list(value)!r} ({exc})") from None
+        if hi < lo:
+            raise ValueError(f"period {list(value)!r} ends before it starts")
+        return p
+
+    def bounds(self) -> tuple[np.datetime64, np.datetime64]:
+        return np.datetime64(self.start, "s"), np.datetime64(self.end, "s")
+
+    def mask(self, times: np.ndarray) -> np.ndarray:
+        """Boolean per time: inside the period (both ends included)."""
+        lo, hi = self.bounds()
+        t = np.asarray(times).astype("datetime64[s]")
+        return (t >= lo) & (t <= hi)
+
+
+@dataclass(frozen=True)
+class Periods:
+    """Train/val/test periods. ``train=None`` means every step (val/test then empty)."""
+
+    train: Period | None = None
+    val: Period | None = None
+    test: Period | None = None
+
+    @classmethod
+    def from_json(cls, data) -> Periods:
+        """From ``{split: [start, end] | None}``; :class:`ValueError` names the split."""
+        if isinstance(data, Periods):
+            return data
+        data = dict(data or {})
+        unknown = set(data) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"unknown period(s) {sorted(unknown)}; use {', '.join(SPLITS)}")
+        out = {}
+        for k in SPLITS:
+            try:
+                out[k] = Period.parse(data.get(k))
+            except ValueError as exc:
+                raise ValueError(f"{k}: {exc}") from None
+        return cls(**out)
+
+    @classmethod
+    def from_attrs(cls, attrs) -> Periods:
+        """From the HDF5 cache's ``{split}_period`` attributes (``"start/end"`` or ``""``)."""
+        return cls(**{k: Period.parse(str(attrs.get(f"{k}_period", ""))) for k in SPLITS})
+
+    def to_json(self) -> dict:
+        return {k: (None if (p := getattr(self, k)) is None else [p.start, p.end])
+                for k in SPLITS}
+
+    def to_attrs(self) -> dict[str, str]:
+        return {f"{k}_period": "" if (p := getattr(self, k)) is None else f"{p.start}/{p.end}"
+                for k in SPLITS}
+
+    def mask(self, split: str, times: np.ndarray) -> np.ndarray:
+        """Boolean per time: in ``split``'s period (no train period: every step is train)."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+        p = getattr(self, split)
+        n = np.asarray(times).size
+        if p is None:
+            return np.full(n, split == "train")
+        return p.mask(times)
+
+    def masks(self, times: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: self.mask(name, times) for name in SPLITS}
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..dataset import CachedERA5Dataset
 from ..errors import CacheError
+from ..serve.dataset import CachedERA5Dataset
 from .common import machine, table, write_json
 
 

@@ -36,8 +36,9 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
+from ..config.sample import SampleSpec
 from ..grid import cdo_grid_description
-from ..sample import SampleSpec, write_sample
+from ..sample.netcdf import write_sample
 from .common import machine, run_measured, table, write_json
 
 
@@ -79,7 +80,7 @@ def _job_cmd(files: list[Path], out: Path, workers: int, memory_limit: str) -> l
 
 RAW, CDO, CDO_P2 = "raw decode (netCDF4, 1 process)", "cdo remapcon", "cdo -P 2 remapcon"
 FLOOR_CMD = [sys.executable, "-c", "import gc; gc.disable(); "  # as the job imports
-             "import era5cache.pipeline, dask.array, distributed, h5py"]
+             "import era5cache.store.job, dask.array, distributed, h5py"]
 
 
 def main(args) -> int:

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..dataset import CachedERA5Dataset
-from ..model import ModelConfig, RATransformer, masked_mse
+from ..config.model import ModelConfig
+from ..serve.dataset import CachedERA5Dataset
+from ..train.model import RATransformer, masked_mse
 from .common import machine, table, write_json
 from .loader import _PerSample
 

@@ -1,0 +1,5 @@
+"""``python -m era5cache.cli``: the ``era5cache`` command."""
+
+from . import entry
+
+entry()

@@ -1,0 +1,66 @@
+"""``era5cache preprocess``: the Dask job, ERA5 files -> Zarr store + HDF5 training cache."""
+
+from __future__ import annotations
+
+from ..process import imports_frozen
+from . import csv_list
+
+
+def add(sub) -> None:
+    pp = sub.add_parser("preprocess", help="run the Dask job: NetCDF -> Zarr + HDF5 cache")
+    pp.add_argument("config", nargs="?", help="recipe YAML (default: built-in defaults)")
+    pp.add_argument("--input", action="append", help="input path, folder or glob (repeatable)")
+    pp.add_argument("--output")
+    pp.add_argument("--variables", type=csv_list, help="channels, e.g. sst,t2m,z500")
+    pp.add_argument("--scheduler", help="address of a running Dask scheduler")
+    pp.add_argument("--workers", type=int, help="worker processes of the local cluster")
+    pp.add_argument("--memory-limit", help="memory limit per local worker, e.g. 2GiB")
+    pp.add_argument("--chunk-steps", type=int)
+    pp.add_argument("--append", action="store_true",
+                    help="extend the published cache with these inputs (new months; final "
+                         "ERA5 replaces preliminary ERA5T)")
+    pp.add_argument("--force", action="store_true",
+                    help="rebuild even if the cache was made from the same inputs")
+    pp.add_argument("--all-nan-steps", choices=("fail", "skip"),
+                    help="time steps with no valid value: fail (default) or record and skip")
+    pp.add_argument("--no-progress", action="store_true")
+
+
+def run(args) -> int:
+    from ..config.recipe import load_preprocess_config, with_overrides
+
+    cfg = load_preprocess_config(args.config)
+    cfg = with_overrides(
+        cfg, inputs=tuple(args.input) if args.input else None, output=args.output,
+        variables=args.variables, chunk_steps=args.chunk_steps,
+        all_nan_steps=args.all_nan_steps, dask_scheduler=args.scheduler,
+        dask_workers=args.workers, dask_memory_limit=args.memory_limit)
+    if not cfg.dask.scheduler:  # workers forked from a server that imports while we do
+        from ..store.forkserver import start_fork_server
+
+        start_fork_server(cfg.dask.memory_limit)
+    with imports_frozen():
+        from ..store import job
+
+    r = job.run(cfg, progress=not args.no_progress, append=args.append, force=args.force)
+    if r.status == "up to date":
+        print(f"{r.output}: up to date ({r.n_time} steps made from the same inputs and "
+              "settings); --force rebuilds it")
+        return 0
+    notes = []
+    if r.resumed_chunks:
+        notes.append(f"resumed: {r.resumed_chunks} time chunks kept from the interrupted run")
+    if r.reused_chunks:
+        notes.append(f"{r.reused_chunks} time chunks kept from the previous cache")
+    if r.replaced_steps:
+        notes.append(f"{r.replaced_steps} steps replaced")
+    if r.skipped_steps:
+        notes.append(f"{r.skipped_steps} all-NaN steps skipped (listed in the manifest)")
+    if r.preliminary_steps:
+        notes.append(f"{r.preliminary_steps} steps still preliminary ERA5T")
+    print(f"{r.status} {r.output}: {r.n_time} steps x {len(r.channels)} channels "
+          f"({', '.join(r.channels)}) from {r.input_bytes / 1e6:.1f} MB of input "
+          f"in {r.seconds:.1f} s ("
+          + ", ".join(f"{k} {v:.1f} s" for k, v in r.stages.items()) + ")"
+          + "".join(f"; {n}" for n in notes))
+    return 0

@@ -1,0 +1,52 @@
+"""YAML files into validated models; every error one line naming the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file; :class:`ConfigError` naming the file otherwise."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such configuration file") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a folder, not a configuration file") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return dict(data)
+
+
+def validate(model: type[M], data: dict[str, Any], where: str) -> M:
+    """``model`` from ``data``; :class:`ConfigError` ``"<where>: <key>: <problem>"`` for the
+    first problem found (and how many more there are)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {describe(exc)}") from None
+
+
+def describe(exc: ValidationError) -> str:
+    """One line for a pydantic validation error: the first problem's key path, message and
+    the value given."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    key = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        msg = "unknown key"
+    elif "input" in first and not isinstance(first["input"], dict | list):
+        msg += f" (got {first['input']!r})"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"{key}: {msg}{more}" if key else f"{msg}{more}"

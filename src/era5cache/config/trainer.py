@@ -1,0 +1,118 @@
+"""The trainer's recipe (``pipeline/ratransformer.yaml``) as a typed, frozen model."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+)
+
+from .loading import read_yaml_mapping, validate
+from .model import ModelConfig
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+# Lightning's precision names (and "auto": bf16-mixed on CUDA, 32-true on CPU)
+PRECISIONS = ("auto", "64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16",
+              "16-true", "bf16-true", "transformer-engine", "transformer-engine-float16")
+
+
+class OptimConfig(BaseModel):
+    """AdamW with exponential learning-rate decay per epoch; ``lr_scaling: sqrt`` multiplies
+    ``lr`` by sqrt(batch_size / base_batch_size); ``ema_decay`` 0 disables the EMA."""
+
+    model_config = _FROZEN
+
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.01
+    lr_decay: Annotated[float, Field(gt=0.0, le=1.0)] = 0.99
+    lr_scaling: Literal["none", "sqrt"] = "none"
+    base_batch_size: PositiveInt = 50
+    grad_clip: NonNegativeFloat = 1.0
+    ema_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.999
+
+
+class TrainerConfig(BaseModel):
+    """How to train. ``data_mode``: ``resident`` (the split on the device), ``loader`` (a
+    DataLoader with workers) or ``auto`` (resident when it fits). ``loss_scale``:
+    ``increment`` weighs each channel's error by its one-step-difference std, ``std`` takes
+    it as stored. ``max_time``: ``DD:HH:MM:SS``."""
+
+    model_config = _FROZEN
+
+    max_epochs: PositiveInt = 500
+    batch_size: PositiveInt = 50
+    accumulate: PositiveInt = 1
+    precision: str = "auto"
+    compile: bool = False
+    devices: PositiveInt | Literal["auto", "cpu"] = 1
+    strategy: str = "auto"
+    seed: int = 0
+    data_mode: Literal["auto", "resident", "loader"] = "auto"
+    num_workers: NonNegativeInt | Literal["auto"] = "auto"
+    out: str = "runs/ratransformer"
+    loss_scale: Literal["increment", "std"] = "increment"
+    log_every_n_steps: PositiveInt = 10
+    max_time: str | None = None
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision(cls, v):
+        v = str(v)
+        if v not in PRECISIONS:
+            raise ValueError(f"precision {v!r} is not one of {', '.join(PRECISIONS)}")
+        return v
+
+    @field_validator("max_time")
+    @classmethod
+    def _max_time(cls, v):
+        if v is not None and not re.fullmatch(r"\d+:\d\d:\d\d:\d\d", v):
+            raise ValueError(f"max_time {v!r} is not DD:HH:MM:SS")
+        return v
+
+
+class TrainConfig(BaseModel):
+    """The whole training recipe: the cache (``data``), the channels (None: all), the
+    forecast ``lead`` in steps, and the model, optimiser and trainer sections."""
+
+    model_config = _FROZEN
+
+    data: str = "data/cache"
+    channels: tuple[str, ...] | None = None
+    lead: PositiveInt = 1
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+def load_train_config(path: str | Path | None) -> TrainConfig:
+    if path is None:
+        return TrainConfig()
+    path = Path(path)
+    return validate(TrainConfig, read_yaml_mapping(path), str(path))
+
+
+def override(cfg: TrainConfig, section: str | None = None, **kw: Any) -> TrainConfig:
+    """``cfg`` with the non-None values replaced at the top level or in a section, validated
+    again (a bad value is a :class:`ConfigError` naming the command line)."""
+    kw = {k: v for k, v in kw.items() if v is not None}
+    if not kw:
+        return cfg
+    data = dict(cfg)
+    if section is None:
+        data |= kw
+    else:
+        data[section] = dict(getattr(cfg, section)) | kw
+    return validate(TrainConfig, data, "command line")

@@ -1,0 +1,52 @@
+"""A human-readable summary of a cache folder (``era5cache inspect``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..timeaxis import format_step
+from .layout import H5_NAME, ZARR_NAME
+from .manifest import read_manifest
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return str(n)
+
+
+def inspect_cache(root: str | Path) -> str:
+    root = Path(root)
+    m = read_manifest(root)
+    t = m.time
+    lines = [
+        f"cache       {root}",
+        f"format      {m.format_version} (era5cache {m.package_version})",
+        f"shape       {' x '.join(map(str, m.shape))} (time, channel, lat, lon)",
+        f"time        {t.start} .. {t.end}, {t.count} steps of "
+        f"{format_step(t.step)}",
+        f"gaps        {len(t.gaps)}"
+        + "".join(f"\n              after {g['after']}: {g['missing']} missing"
+                  for g in t.gaps[:10]),
+        f"preliminary {len(t.preliminary)} steps (ERA5T)",
+        f"duplicates  {t.duplicates_dropped} dropped",
+        "periods     " + ", ".join(f"{k} {'/'.join(v) if v else 'all' if k == 'train' else '-'}"
+                                   for k, v in m.periods.items()),
+        "channels    mean / std / one-step-difference std (training period)",
+    ]
+    for ch, s in m.statistics.items():
+        lines.append(f"  {ch:<9} {s['mean']:14.6g} {s['std']:12.6g} {s['diff_std']:12.6g}")
+    lines += [
+        f"inputs      {len(m.inputs)} files, {_human(sum(i['size'] for i in m.inputs))}",
+        f"sizes       {H5_NAME} {_human(_size(root / H5_NAME))}, "
+        f"{ZARR_NAME} {_human(_size(root / ZARR_NAME))}",
+    ]
+    return "\n".join(lines)

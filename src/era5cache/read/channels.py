@@ -1,0 +1,70 @@
+"""Channel names: an ERA5 short name, plus the pressure level in hPa for variables on
+levels ('sst', 't2m', 'z500')."""
+
+from __future__ import annotations
+
+import re
+
+import xarray as xr
+
+from ..errors import InputError
+
+_CHANNEL = re.compile(r"(?P<var>.*?[^0-9])(?P<level>[0-9]+)?")
+
+
+def parse_channel(name: str) -> tuple[str, int | None]:
+    """The variable and pressure level (hPa) of a channel: ('z', 500) for 'z500', ('sst',
+    None) for 'sst'. Trailing digits are read as a level, so 't2m' is ('t2m', None) but
+    'u100' is ('u', 100): :func:`select_channels` takes a name that is a variable of the
+    inputs as it is before it looks for a level."""
+    m = _CHANNEL.fullmatch(name)
+    if m is None:
+        return name, None
+    level = m.group("level")
+    return m.group("var"), None if level is None else int(level)
+
+
+def base_names(channels) -> list[str] | None:
+    """The variable names to read for ``channels``: each name as it is and its variable
+    without a level (None: all)."""
+    if channels is None:
+        return None
+    names = set()
+    for ch in channels:
+        names.add(ch)
+        names.add(parse_channel(ch)[0])
+    return sorted(names)
+
+
+def all_channels(ds: xr.Dataset) -> list[str]:
+    """Every channel of a normalised dataset: variables, one per pressure level ('z500')."""
+    out = []
+    for v in ds.data_vars:
+        if "level" in ds[v].dims:
+            out += [f"{v}{int(x)}" for x in ds["level"].values]
+        else:
+            out.append(v)
+    return out
+
+
+def select_channels(ds: xr.Dataset, channels: list[str] | tuple[str, ...], where: str = "inputs"
+                    ) -> xr.Dataset:
+    """One (time, lat, lon) variable per channel: 'sst' or variable + level in hPa ('z500')."""
+    out = {}
+    for ch in channels:
+        if ch in ds.data_vars and "level" not in ds[ch].dims:
+            out[ch] = ds[ch]
+            continue
+        base, lev = parse_channel(ch)
+        if base in ds.data_vars and "level" in ds[base].dims and lev is not None:
+            levels = ds["level"].values
+            if float(lev) not in levels:
+                raise InputError(f"{where}: variable {base!r} has no level {lev} hPa "
+                                 f"(levels: {', '.join(f'{x:g}' for x in levels)})")
+            da = ds[base].sel(level=float(lev)).drop_vars("level")
+            da.attrs = dict(ds[base].attrs)
+            out[ch] = da
+            continue
+        raise InputError(f"{where}: requested variable {ch!r} is not in the inputs "
+                         f"(available: {', '.join(all_channels(ds))})")
+    return xr.Dataset(out, attrs=ds.attrs)

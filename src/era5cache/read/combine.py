@@ -1,0 +1,174 @@
+"""Many decoded files into one dataset: concatenated along time per product, duplicate steps
+resolved (final ERA5 over ERA5T; identical duplicates dropped, conflicting ones refused),
+products merged, one grid for all."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..errors import InputError
+from ..grid import SourceGrid
+from ..timeaxis import TimeAxis, analyse
+from .blocks import TARGET_CHUNK_BYTES
+from .expver import FINAL, PRELIMINARY
+from .files import expand_inputs
+from .netcdf import check_units, open_file
+
+
+@dataclass(frozen=True)
+class Era5Inputs:
+    """The combined inputs: the dataset plus what was learned while combining them.
+
+    ``source`` holds, for each time step of ``dataset``, the file it was read from.
+    """
+
+    dataset: xr.Dataset
+    files: tuple[Path, ...]
+    source: np.ndarray
+    axis: TimeAxis
+    dropped_duplicates: int
+    closers: tuple = ()
+
+    def close(self) -> None:
+        """Close every file handle held in this process (lazy reads re-open on demand).
+
+        HDF5 is not thread-safe: call this before handing the graph to a Dask client, so
+        that no handle is left for another thread to close while this one reads.
+        """
+        for close in self.closers:
+            close()
+
+    @property
+    def grid(self) -> SourceGrid:
+        return SourceGrid(self.dataset["lat"].values, self.dataset["lon"].values)
+
+    @property
+    def preliminary(self) -> np.ndarray:
+        """Times still preliminary (ERA5T) after final data replaced what it could."""
+        ev = self.dataset["expver"].values
+        return self.dataset["time"].values[ev != FINAL]
+
+
+
+def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | None = None,
+              chunk_bytes: int = TARGET_CHUNK_BYTES, extract_dir: Path | None = None,
+              align_steps: int | None = None, max_block_bytes: int | None = None
+              ) -> Era5Inputs:
+    """Open and combine ERA5 files into one normalised dataset.
+
+    Rules: files are decoded one by one and then concatenated along time per product (files
+    holding the same variables); duplicate steps are resolved with final ERA5 winning over
+    ERA5T; duplicates with the same expver must be identical (else :class:`InputError`
+    naming both files); all files must share one grid; every variable must cover every step.
+    ``variables`` restricts the ERA5 short names kept. The time axis is analysed (step, gaps,
+    irregular steps) but not enforced here: callers decide. ``chunk_bytes``,
+    ``align_steps`` and ``max_block_bytes``: the read blocks (:func:`block_steps`).
+    """
+    files = expand_inputs([str(p) for p in paths], extract_dir)
+    opened: list[tuple[Path, xr.Dataset]] = []
+    grid: tuple[Path, SourceGrid] | None = None
+    for f in files:
+        ds = open_file(f, chunk_bytes, align_steps, max_block_bytes)
+        if variables is not None:
+            keep = [v for v in ds.data_vars if v in variables]
+            if not keep:
+                continue
+            ds = ds[keep]
+        check_units(ds, f)
+        g = SourceGrid(ds["lat"].values, ds["lon"].values)
+        if grid is None:
+            grid = (f, g)
+        elif not grid[1].same_as(g):
+            raise InputError(f"{f}: grid {g.describe()} differs from {grid[0]} "
+                             f"({grid[1].describe()}); regrid them in separate runs")
+        opened.append((f, ds))
+    closers = tuple(ds.close for _, ds in opened)
+    if not opened:
+        raise InputError(f"{files[0] if files else paths}: none of the inputs holds "
+                         f"the requested variables {variables}")
+    groups: dict[tuple[str, ...], list[tuple[Path, xr.Dataset]]] = {}
+    for f, ds in opened:
+        groups.setdefault(tuple(sorted(ds.data_vars)), []).append((f, ds))
+    parts, dropped = [], 0
+    sources: dict[str, np.ndarray] = {}
+    for _names, members in groups.items():
+        combined, src, n_dropped = _concat_dedup(members)
+        dropped += n_dropped
+        parts.append(combined)
+        for v in combined.data_vars:
+            if v in sources:
+                raise InputError(f"{src[0]}: variable {v!r} also arrives in a file with other "
+                                 "variables; give each variable in one product only")
+            sources[v] = src
+    times = np.unique(np.concatenate([p["time"].values for p in parts]))
+    for p in parts:
+        if p.sizes["time"] != times.size:
+            missing = np.setdiff1d(times, p["time"].values)
+            names = ", ".join(p.data_vars)
+            raise InputError(
+                f"{sources[next(iter(p.data_vars))][0]}: variables {names} lack "
+                f"{missing.size} time steps that other inputs have (first {missing[0]})")
+    base = parts[0]
+    expver = np.stack([p["expver"].values for p in parts])
+    # A step is final only when every product has it final.
+    ev = np.where((expver == FINAL).all(axis=0), FINAL, PRELIMINARY)
+    merged = xr.merge([p.drop_vars("expver") for p in parts], join="exact",
+                      combine_attrs="drop_conflicts")
+    merged = merged.assign_coords(expver=("time", ev))
+    merged.attrs = dict(base.attrs)
+    first_src = sources[next(iter(base.data_vars))]
+    return Era5Inputs(
+        dataset=merged,
+        files=tuple(files),
+        source=first_src,
+        axis=analyse(merged["time"].values.astype("datetime64[s]")),
+        dropped_duplicates=dropped,
+        closers=closers,
+    )
+
+
+def _concat_dedup(members: list[tuple[Path, xr.Dataset]]):
+    src = np.concatenate([np.full(ds.sizes["time"], str(f), dtype=object) for f, ds in members])
+    ds = members[0][1] if len(members) == 1 else xr.concat(
+        [m[1] for m in members], dim="time", data_vars="minimal", coords="minimal",
+        compat="override", join="override", combine_attrs="override")
+    t = ds["time"].values
+    rank = (ds["expver"].values != FINAL).astype(int)
+    order = np.lexsort((rank, t))
+    t_sorted, r_sorted = t[order], rank[order]
+    keep = np.ones(t.size, dtype=bool)
+    keep[1:] = t_sorted[1:] != t_sorted[:-1]
+    # Same-expver duplicates must hold identical values; compared in batches of steps.
+    pairs = []
+    for pos in np.flatnonzero(~keep):
+        first = pos
+        while not keep[first]:
+            first -= 1
+        if r_sorted[pos] == r_sorted[first]:
+            pairs.append((order[first], order[pos], pos))
+    step_bytes = sum(ds[v].nbytes // max(ds.sizes["time"], 1) for v in ds.data_vars)
+    batch = max(1, TARGET_CHUNK_BYTES // max(step_bytes, 1))
+    for k in range(0, len(pairs), batch):
+        part = pairs[k:k + batch]
+        ii = [p[0] for p in part]
+        jj = [p[1] for p in part]
+        for v in ds.data_vars:
+            a_all, b_all = ds[v].isel(time=ii).values, ds[v].isel(time=jj).values
+            for n, (i, j, pos) in enumerate(part):
+                a, b = a_all[n], b_all[n]
+                if not np.array_equal(a, b, equal_nan=True):
+                    diff = np.nanmax(np.abs(a - b))
+                    raise InputError(
+                        f"{src[j]}: time step {t_sorted[pos].astype('datetime64[s]')} of "
+                        f"{v!r} conflicts with the same step in {src[i]} (max difference "
+                        f"{diff:.6g}); remove one of the two files")
+    sel = order[keep]
+    if sel.size != t.size or np.any(np.diff(sel) < 0):
+        ds = ds.isel(time=sel)
+    return ds, src[sel], int((~keep).sum())
+

@@ -1,0 +1,69 @@
+"""Input discovery: paths, folders and globs to files; CDS ZIP archives unpacked."""
+
+from __future__ import annotations
+
+import glob
+import os
+import zipfile
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def list_inputs(patterns: list[str] | tuple[str, ...]) -> list[Path]:
+    """The files that paths, directories (their *.nc and *.zip) and globs name, unique, in
+    order; ZIP archives are listed, not opened. :class:`InputError` when a pattern matches
+    nothing."""
+    files: list[Path] = []
+    for pat in patterns:
+        p = Path(pat)
+        if p.is_dir():
+            matches = sorted(str(x) for x in p.glob("*.nc")) + sorted(
+                str(x) for x in p.glob("*.zip"))
+        else:
+            matches = sorted(glob.glob(str(pat))) or ([str(p)] if p.exists() else [])
+        if not matches:
+            raise InputError(f"{pat}: no such input file (nothing matches)")
+        files.extend(Path(m) for m in matches)
+    seen, unique = set(), []
+    for f in files:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+def expand_inputs(patterns: list[str] | tuple[str, ...], extract_dir: Path | None = None
+                  ) -> list[Path]:
+    """:func:`list_inputs`, with CDS ZIP archives unpacked: their NetCDF members are
+    extracted into ``extract_dir`` (default: a folder beside the archive)."""
+    files: list[Path] = []
+    for f in list_inputs(patterns):
+        if zipfile.is_zipfile(f):
+            files.extend(_extract_zip(f, extract_dir))
+        else:
+            files.append(f)
+    return files
+
+
+def _extract_zip(path: Path, extract_dir: Path | None) -> list[Path]:
+    dest = (extract_dir or path.parent / f".{path.name}.d") / path.stem
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    with zipfile.ZipFile(path) as zf:
+        members = [m for m in zf.namelist() if m.endswith(".nc") and not m.endswith("/")]
+        if not members:
+            raise InputError(f"{path}: ZIP archive holds no .nc file")
+        for m in members:
+            target = dest / Path(m).name
+            info = zf.getinfo(m)
+            if not target.exists() or target.stat().st_size != info.file_size:
+                tmp = target.with_suffix(".nc.tmp")
+                with zf.open(m) as src, open(tmp, "wb") as dst:
+                    while chunk := src.read(1 << 22):
+                        dst.write(chunk)
+                os.replace(tmp, target)
+            out.append(target)
+    return out
+

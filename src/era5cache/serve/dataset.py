@@ -1,0 +1,320 @@
+"""``CachedERA5Dataset``: windows of the memory-mapped HDF5 cache as PyTorch tensors.
+
+Item ``i`` is ``(x, y)`` with ``x`` shaped ``(seq_len, channel, lat, lon)`` (consecutive time
+steps) and ``y`` shaped ``(channel, lat, lon)``, ``lead`` steps after the last input; both
+float32, normalised with the cache's training-period mean/std (``normalize=False`` keeps
+physical units), NaN (land in ``sst``) replaced by ``fill_value`` after normalisation. With
+``return_mask=True`` a boolean ``mask`` (True = valid) of ``y`` follows, with
+``return_time=True`` the int64 timestamps (seconds since 1970) of the ``seq_len + 1`` steps.
+
+Windows never cross a gap in time nor the edge of their split. The array is read through
+``numpy.memmap`` at ``/data``'s file offset, opened lazily in each process (the object
+pickles without its map, so ``fork`` and ``spawn`` workers each open their own).
+``__getitems__`` copies a whole batch out of the map in one call, normalising on the way
+(scale while copying, offset and NaN fill while a few windows are in the CPU cache; the fill
+only on channels whose split holds NaN, from ``/has_nan``), a few windows at a time shared
+among ``threads`` threads, into buffers reused once the caller drops a batch; pass
+``collate_fn=CachedERA5Dataset.collate`` to a DataLoader to take that batch without a
+further copy (the default collate also works, with one extra copy), and
+``worker_init_fn=CachedERA5Dataset.worker_init_fn`` so that forked workers do not copy the
+parent's memory when they collect garbage.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CacheError
+from ..format.h5 import CacheInfo
+from ..format.layout import paths
+from ..format.manifest import read_manifest
+from ..process import freeze_inherited
+from ..timeaxis import Period, steps_between
+from .batching import LOAD_LOCK, Batch, BufferPool, each_group, groups_of, shared_empty
+
+
+class CachedERA5Dataset(torch.utils.data.Dataset):
+    """See the module docstring.
+
+    Args:
+        root: cache folder (holding ``era5_2deg.h5`` and ``manifest.json``).
+        split: ``"train"``, ``"val"``, ``"test"`` (periods stored in the cache) or ``"all"``.
+        channels: subset/order of channel names; default all.
+        seq_len, lead: window length and target lead, in time steps.
+        time_range: ``(start, end)`` inclusive ISO strings; overrides ``split``'s period.
+        threads: threads that build a batch (``__getitems__``); default
+            ``torch.get_num_threads()`` at the call, which PyTorch sets to 1 in DataLoader
+            workers.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", channels: list[str] | None = None,
+                 seq_len: int = 2, lead: int = 1, normalize: bool = True,
+                 fill_value: float = 0.0, return_mask: bool = False, return_time: bool = False,
+                 time_range: tuple[str, str] | None = None, threads: int | None = None):
+        if seq_len < 1 or lead < 1:
+            raise ValueError("seq_len and lead must be >= 1")
+        self.root = Path(root)
+        manifest = read_manifest(self.root)
+        _, self.path, _ = paths(self.root)
+        self.info = info = CacheInfo.read(self.path)
+        problems = info.problems(manifest.shape, manifest.channels,
+                                 manifest.h5.get("data_offset"))
+        if problems:
+            raise CacheError(f"{problems[0]}; the cache is inconsistent, rebuild it")
+        all_channels = list(info.channels)
+        self.lat, self.lon = info.lat, info.lon
+        channels = list(channels) if channels is not None else all_channels
+        missing = [c for c in channels if c not in all_channels]
+        if missing:
+            raise ValueError(f"{self.path}: no channel(s) {missing}; has {all_channels}")
+        self.channels = channels
+        self._ch = np.array([all_channels.index(c) for c in channels])
+        self._ch_all = self._ch.tolist() == list(range(len(all_channels)))
+        self.stats = {"mean": info.mean[self._ch], "std": info.std[self._ch],
+                      "diff_std": info.diff_std[self._ch]}
+        self.seq_len, self.lead = seq_len, lead
+        self.normalize, self.fill_value = normalize, float(fill_value)
+        self.return_mask, self.return_time = return_mask, return_time
+        self.threads = threads
+        self.split = split
+        in_split = self._split_mask(split, time_range)
+        self.starts = self._window_starts(in_split, info.step)
+        self.times = info.times[in_split]
+        # Channels whose split steps hold a NaN: only these need the fill (a cache without
+        # /has_nan, from before it existed: all of them).
+        nan_any = (np.ones(len(all_channels), bool) if info.has_nan is None
+                   else info.has_nan[in_split].any(axis=0))
+        self._nan_channels = np.flatnonzero(nan_any[self._ch])
+        # physical -> normalised: x * scale + shift, per channel (float32, broadcast on lat/lon)
+        scale = 1.0 / self.stats["std"]
+        self._norm = (scale.astype(np.float32)[:, None, None],
+                      (-self.stats["mean"] * scale).astype(np.float32)[:, None, None])
+        self._scale, self._shift = self._norm if normalize else (
+            np.ones((len(channels), 1, 1), np.float32), np.zeros((len(channels), 1, 1), np.float32))
+        self._mm: np.memmap | None = None
+        self._pool = BufferPool()
+
+    # --- construction helpers -------------------------------------------------------------
+    def _split_mask(self, split: str, time_range: tuple[str, str] | None) -> np.ndarray:
+        t = self.info.times
+        if time_range is not None:
+            return Period(*map(str, time_range)).mask(t)
+        if split == "all":
+            return np.ones(t.size, bool)
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val, test or all, not {split!r}")
+        return self.info.periods.mask(split, t)
+
+    def _window_starts(self, in_split: np.ndarray, step: str | None) -> np.ndarray:
+        """Start indices s such that steps s .. s+seq_len-1+lead are in the split and
+        consecutive (no gap)."""
+        n = self.info.times.size
+        span = self.seq_len + self.lead  # steps from first input to target, inclusive
+        if n < span:
+            return np.zeros(0, dtype=np.int64)
+        ok = np.zeros(n, bool)  # ok[i]: step i+1 directly follows step i
+        if step is not None:
+            ok[:-1] = steps_between(self.info.times, step) == 1
+        bad_link = np.concatenate([[0], np.cumsum(~ok[:-1])])  # links broken before i
+        bad_in = np.concatenate([[0], np.cumsum(~in_split)])
+        s = np.arange(n - span + 1)
+        links_ok = bad_link[s + span - 1] - bad_link[s] == 0
+        inside = bad_in[s + span] - bad_in[s] == 0
+        return s[links_ok & inside].astype(np.int64)
+
+    # --- memory map -----------------------------------------------------------------------
+    @property
+    def data(self) -> np.memmap:
+        """The whole ``/data`` array (time, channel, lat, lon), memory-mapped read-only."""
+        if self._mm is None:
+            self._mm = np.memmap(self.path, dtype=np.float32, mode="r",
+                                 offset=self.info.data_offset, shape=self.info.shape)
+        return self._mm
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_mm"], state["_pool"] = None, BufferPool()
+        return state
+
+    # --- items ----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+    def window_times(self, i: int) -> np.ndarray:
+        """Timestamps (datetime64[s]) of item i: the seq_len inputs, then the target."""
+        s = int(self.starts[i])
+        idx = np.r_[np.arange(s, s + self.seq_len), s + self.seq_len - 1 + self.lead]
+        return self.info.times[idx]
+
+    def _load(self, starts: np.ndarray, batched: bool = True):
+        """Windows starting at ``starts`` as tensors (x, y[, mask][, times]), batched.
+
+        Reads and prepares a few samples (~2 MiB) at a time, so that the in-place passes
+        (offset, NaN fill; the fill with torch, ~15x faster than ``numpy.nan_to_num``) run
+        on data still in the CPU cache rather than on the whole batch in memory. The groups
+        are shared among ``threads`` threads (default ``torch.get_num_threads()``: 1 in a
+        DataLoader worker, where PyTorch sets it so).
+        """
+        with LOAD_LOCK.get():  # one load at a time per process: the thread setting and the pool
+            threads = torch.get_num_threads()
+            if threads > 1:  # see _load_groups
+                torch.set_num_threads(1)
+            try:
+                return self._load_groups(starts, batched, self.threads or threads)
+            finally:
+                if threads > 1:
+                    torch.set_num_threads(threads)
+
+    def _load_groups(self, starts: np.ndarray, batched: bool, threads: int):
+        """:meth:`_load` with torch on one intra-op thread: the per-group kernels are small,
+        and with intra-op threads each waits for its slowest thread, badly so when another
+        process is busy on a core. Parallelism comes from whole groups instead
+        (:func:`.batching.each_group`)."""
+        n = starts.size
+        x, y, tx, ty = self._buffers(n, shared=batched)
+        mask = np.empty(y.shape, bool) if self.return_mask else None
+        groups = list(groups_of(n, x[0].nbytes + y[0].nbytes))
+        if self._ch_all:
+            work = partial(self._load_samples, starts.tolist(), x, y, tx, ty, mask)
+        else:
+            work = partial(self._load_subset, starts, x, y, mask)
+        each_group(work, groups, threads)
+        out = [tx, ty]
+        if mask is not None:
+            out.append(torch.from_numpy(mask))
+        if self.return_time:
+            idx = starts[:, None] + np.r_[np.arange(self.seq_len), self.seq_len - 1 + self.lead]
+            out.append(torch.from_numpy(self.info.times[idx].astype(np.int64)))
+        return tuple(out)
+
+    def _load_samples(self, starts: list[int], x: np.ndarray, y: np.ndarray,
+                      tx: torch.Tensor, ty: torch.Tensor, mask: np.ndarray | None,
+                      a: int, b: int) -> None:
+        """Windows ``a:b`` of ``starts``, all channels: each window's copy out of the map
+        multiplies by the scale on the way (one pass over memory, as a plain copy would be)
+        and adds the offset while the window (~0.5 MB) is in the CPU cache; then the group's
+        NaN fill (channels that hold NaN only) while the group is."""
+        d = np.asarray(self.data)  # a plain ndarray: slicing a memmap runs Python code
+        span = self.seq_len - 1 + self.lead
+        for i in range(a, b):
+            s = starts[i]
+            for out, src in ((x[i], d[s:s + self.seq_len]), (y[i], d[s + span])):
+                if self.normalize:
+                    np.multiply(src, self._scale, out=out)
+                    np.add(out, self._shift, out=out)
+                else:
+                    np.copyto(out, src)
+        if mask is not None:
+            np.logical_not(np.isnan(y[a:b]), out=mask[a:b])  # before the fill
+        if self._nan_channels.size:
+            self._fill_nan(tx[a:b])
+            self._fill_nan(ty[a:b])
+
+    def _load_subset(self, starts: np.ndarray, x: np.ndarray, y: np.ndarray,
+                     mask: np.ndarray | None, a: int, b: int) -> None:
+        """Windows ``a:b`` of ``starts``, a subset of the channels: gathered, then
+        normalised and filled while in the CPU cache."""
+        self._read(starts[a:b], x[a:b], y[a:b])
+        if mask is not None:
+            np.logical_not(np.isnan(y[a:b]), out=mask[a:b])  # before the fill
+        xt, yt = torch.from_numpy(x[a:b]), torch.from_numpy(y[a:b])
+        for t in (xt, yt):
+            if self.normalize:
+                t.mul_(torch.from_numpy(self._scale)).add_(torch.from_numpy(self._shift))
+            self._fill_nan(t)
+
+    def _fill_nan(self, t: torch.Tensor) -> None:
+        """NaN -> ``fill_value`` in place, on the channels (axis -3) that hold NaN."""
+        nan = self._nan_channels
+        if nan.size == len(self.channels):
+            torch.nan_to_num_(t, nan=self.fill_value)
+        else:
+            for c in nan.tolist():
+                torch.nan_to_num_(t[..., c, :, :], nan=self.fill_value)
+
+    def _read(self, starts: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+        """Copy the raw windows at ``starts`` of the selected channels into ``x`` and ``y``."""
+        d = self.data
+        tidx = starts[:, None] + np.arange(self.seq_len)
+        x[...] = d[tidx][:, :, self._ch]
+        y[...] = d[starts + self.seq_len - 1 + self.lead][:, self._ch]
+
+    def _buffers(self, batch: int, shared: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor]:
+        """Output arrays for a batch, as numpy arrays and the tensors to return.
+
+        Main process: buffers of the pool (:class:`.batching.BufferPool`), reused once no
+        tensor of an earlier batch uses them. DataLoader worker: fresh tensors, for a batch
+        (``shared``) in shared memory, so that handing it to the main process does not copy
+        it there (single items are stacked by the DataLoader's collate, which does that
+        itself).
+        """
+        shape = (len(self.channels), *self.info.shape[2:])
+        shapes = ((batch, self.seq_len, *shape), (batch, *shape))
+        if torch.utils.data.get_worker_info() is not None:
+            if not shared:
+                x, y = (np.empty(sh, np.float32) for sh in shapes)
+                return x, y, torch.from_numpy(x), torch.from_numpy(y)
+            tx, ty = (shared_empty(sh) for sh in shapes)
+            return tx.numpy(), ty.numpy(), tx, ty
+        x, y = self._pool.take(*shapes)
+        return x, y, torch.from_numpy(x), torch.from_numpy(y)
+
+    def __getitem__(self, i: int):
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} windows")
+        return tuple(t[0] for t in self._load(self.starts[i : i + 1], batched=False))
+
+    def __getitems__(self, indices) -> Batch:
+        return Batch(self._load(self.starts[np.asarray(indices, dtype=np.int64)]))
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """(channel, lat, lon) of one time step of the selected channels."""
+        return (len(self.channels), *self.info.shape[2:])
+
+    def read_steps(self, index, normalize: bool | None = None) -> np.ndarray:
+        """Time steps ``index`` (an int, a slice or an int array, along the whole cache's time
+        axis) of the selected channels, float32 (steps, channel, lat, lon), copied out of
+        the map; normalised as the items are unless ``normalize`` says otherwise; NaN kept."""
+        d = self.data
+        block = np.array(d[index] if self._ch_all else d[index][:, self._ch], dtype=np.float32)
+        if self.normalize if normalize is None else normalize:
+            scale, shift = self._norm
+            block *= scale
+            block += shift
+        return block
+
+    worker_init_fn = staticmethod(freeze_inherited)
+
+    @staticmethod
+    def collate(batch):
+        """DataLoader ``collate_fn`` that takes a ``__getitems__`` batch without copying."""
+        if isinstance(batch, Batch):
+            return batch.batched
+        return torch.utils.data.default_collate(batch)
+
+    # --- GPU-resident mode ----------------------------------------------------------------
+    def to_device(self, device: str | torch.device = "cuda", dtype: torch.dtype = torch.float32,
+                  batch_size: int = 64, shuffle: bool = True, drop_last: bool = False,
+                  seed: int = 0, rank: int = 0, world_size: int = 1):
+        """Copy this split once to ``device`` and iterate batches built there by index.
+
+        See :class:`era5cache.serve.resident.ResidentBatches`.
+        """
+        from .resident import ResidentBatches
+
+        return ResidentBatches(self, device=device, dtype=dtype, batch_size=batch_size,
+                               shuffle=shuffle, drop_last=drop_last, seed=seed, rank=rank,
+                               world_size=world_size)
+
+    def __repr__(self) -> str:
+        return (f"CachedERA5Dataset({str(self.root)!r}, split={self.split!r}, "
+                f"channels={self.channels}, seq_len={self.seq_len}, lead={self.lead}, "
+                f"windows={len(self)})")

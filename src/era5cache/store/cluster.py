@@ -1,0 +1,84 @@
+"""The Dask cluster a job runs on: the configured scheduler, or a LocalCluster of worker
+processes forked from the preloaded fork server (:mod:`.forkserver`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import dask
+
+from ..config.recipe import PreprocessConfig
+from ..errors import InputError
+from .forkserver import START_METHOD, start_fork_server, worker_environ
+
+
+@contextlib.contextmanager
+def dask_client(cfg: PreprocessConfig) -> Iterator:
+    """A distributed Client: the configured scheduler, else a LocalCluster of processes."""
+    from dask.distributed import Client, LocalCluster
+
+    if cfg.dask.scheduler:
+        try:
+            client = Client(cfg.dask.scheduler, timeout="20s")
+        except OSError as exc:
+            raise InputError(f"{cfg.dask.scheduler}: cannot reach the Dask scheduler "
+                             f"({exc})") from exc
+        with client:
+            yield client
+        return
+    n = cfg.dask.workers or max(1, os.cpu_count() or 1)
+    start_fork_server(cfg.dask.memory_limit)  # the CLI started it already: a no-op then
+    with dask.config.set({"distributed.worker.multiprocessing-method": START_METHOD,
+                          # the statistical profiler samples every thread each 10 ms
+                          "distributed.worker.profile.enabled": False,
+                          # memory is bounded by the read block size (read_chunk_bytes);
+                          # a paused worker only stalls the job (both paused: for ever)
+                          "distributed.worker.memory.pause": False,
+                          # no root-task queuing: a worker idled for a scheduler round trip
+                          # between read tasks (15-19% of its time on the 2-core VM, 9-11%
+                          # without); read tasks are fused with the regridding, so what
+                          # runs ahead holds 80x180 fields, not input blocks
+                          "distributed.scheduler.worker-saturation": float("inf"),
+                          "distributed.nanny.pre-spawn-environ":
+                              worker_environ(cfg.dask.memory_limit)}), \
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                         memory_limit=cfg.dask.memory_limit, dashboard_address=None,
+                         silence_logs=_worker_log_level()) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+def _worker_log_level() -> int:
+    """Worker log level: task failures reach the user as one line from the job itself, so
+    the workers' own tracebacks are silenced unless ``ERA5CACHE_DEBUG`` is set."""
+    import logging
+
+    return logging.WARNING if os.environ.get("ERA5CACHE_DEBUG") else logging.CRITICAL
+
+
+class BackgroundClient:
+    """Starts :func:`dask_client` in a thread, so the cluster boots while the inputs are
+    opened and checked (about a second saved per run); ``get()`` waits for it."""
+
+    def __init__(self, cfg: PreprocessConfig):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._cm = dask_client(cfg)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="era5cache-dask-start")
+        self._started = self._pool.submit(self._cm.__enter__)
+
+    def get(self):
+        return self._started.result()
+
+    def close(self) -> None:
+        try:
+            self._started.result()
+        except BaseException:  # it never started: nothing to close
+            pass
+        else:  # leave the context in the thread that entered it (Client uses a ContextVar)
+            self._pool.submit(self._cm.__exit__, None, None, None).result()
+        finally:
+            self._pool.shutdown()
+

@@ -1,0 +1,33 @@
+"""The fork server's preload (:data:`era5cache.store.forkserver.PRELOAD`): what every local
+Dask worker, forked from the server, starts with.
+
+In order: the server ends with :func:`os._exit` after its exit handlers when the job's process
+exits, instead of tearing down an interpreter full of xarray/pandas/Dask modules while it
+still holds the job's stdout and stderr (registered first, so it runs last; forked workers
+exit through ``os._exit`` anyway); the modules the workers' tasks need are imported with
+garbage collection off; then everything they made is frozen out of the collector's sight
+(:func:`gc.freeze`) and collection turned back on, so each worker's full collections skip
+objects that live as long as it does, and do not write to (and so copy) the pages it shares
+with the server. The server opens no file, so forking it is safe for HDF5/netCDF4.
+"""
+
+import atexit
+import gc
+import os
+
+atexit.register(os._exit, 0)
+gc.disable()
+try:
+    import dask.array  # noqa: F401
+    import distributed  # noqa: F401
+    import netCDF4  # noqa: F401
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+    import xarray  # noqa: F401
+    import zarr  # noqa: F401
+
+    import era5cache.regrid.adapter  # noqa: F401
+    import era5cache.store.zarrstore  # noqa: F401
+finally:
+    gc.freeze()
+    gc.enable()

@@ -1,0 +1,68 @@
+"""The job's inputs: opened and checked, with read blocks sized to the workers' memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..config.recipe import PreprocessConfig, memory_bytes
+from ..errors import InputError
+from ..read.blocks import TARGET_CHUNK_BYTES
+from ..read.channels import all_channels, base_names, select_channels
+from ..read.combine import Era5Inputs, open_era5
+from ..regrid.conservative import ConservativeRegridder, CoverageError
+from ..timeaxis import format_step
+
+
+def read_chunk_bytes(cfg: PreprocessConfig) -> int:
+    """Bytes of decoded input per task: :data:`TARGET_CHUNK_BYTES`, less where the worker
+    memory limit calls for it (:func:`read_block_ceiling`)."""
+    ceiling = read_block_ceiling(cfg)
+    return TARGET_CHUNK_BYTES if ceiling is None else min(TARGET_CHUNK_BYTES, ceiling)
+
+
+def read_block_ceiling(cfg: PreprocessConfig) -> int | None:
+    """The most decoded input one read block may hold under the worker memory limit: also
+    what lets a block cover whole HDF5 chunks of a file chunked over many time steps
+    (:func:`era5cache.read.blocks.block_steps`). None when the worker memory is not known (an
+    existing cluster, or no limit).
+
+    Measured: a worker forked from the fork server idles at ~110 MB RSS and, with glibc
+    keeping up to a quarter of the limit of freed memory, peaked at 291 MB under a 315 MB
+    limit with (limit - 160 MiB) / 5 blocks, too close to Dask's kill threshold (95%); so a
+    block is at most (limit - 160 MiB) / 8, and at least 4 MiB (limits from ~400 MiB get
+    the 30 MiB target).
+    """
+    if not cfg.dask.memory_limit or cfg.dask.scheduler:
+        return None
+    return int(max(4 * 2**20, (memory_bytes(cfg.dask.memory_limit) - 160 * 2**20) // 8))
+
+
+def open_inputs(cfg: PreprocessConfig, extract_dir: Path | None = None,
+         channels: tuple[str, ...] | None = None
+         ) -> tuple[Era5Inputs, xr.Dataset, ConservativeRegridder]:
+    """Open and check the inputs; return them, the selected channels (``channels``, else
+    the recipe's, else all) and the regridder."""
+    if not cfg.inputs:
+        raise InputError(f"{cfg.source or 'command line'}: no inputs configured "
+                         "(give --input or set `inputs` in the recipe)")
+    channels = channels or cfg.variables
+    inputs = open_era5(list(cfg.inputs), variables=base_names(channels),
+                       chunk_bytes=read_chunk_bytes(cfg), extract_dir=extract_dir,
+                       align_steps=cfg.chunk_steps, max_block_bytes=read_block_ceiling(cfg))
+    channels = channels or tuple(all_channels(inputs.dataset))
+    ds = select_channels(inputs.dataset, channels, where=str(inputs.files[0]))
+    if inputs.axis.irregular:
+        t = inputs.axis.irregular[0]
+        i = int(np.searchsorted(inputs.dataset["time"].values.astype("datetime64[s]"), t))
+        raise InputError(
+            f"{inputs.source[i]}: irregular time steps: {t} is not a whole number of "
+            f"{format_step(inputs.axis.step)} steps after the previous step")
+    try:
+        regridder = ConservativeRegridder.for_grid(inputs.grid)
+    except CoverageError as exc:
+        raise InputError(f"{inputs.files[0]}: {exc}") from exc
+    return inputs, ds, regridder
+

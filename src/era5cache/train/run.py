@@ -1,0 +1,105 @@
+"""Lightning training of the RATransformer on ``CachedERA5Dataset``.
+
+``train(cfg)`` builds the data (GPU-resident when the split fits the device, else a DataLoader
+with workers), the model, the Lightning ``Trainer`` (precision by device, gradient clipping
+in the framework, EMA of the weights through ``WeightAveraging``, checkpoints last + best,
+CSV logs), trains, and reports latitude-weighted RMSE per channel against persistence and
+climatology on the validation and test windows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
+from lightning.pytorch.loggers import CSVLogger
+from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+from ..config.trainer import TrainConfig
+from .datamodule import ERA5DataModule, device_kind
+from .module import ForecastModule
+from .monitor import FeedMonitor
+
+
+def _precision(cfg: TrainConfig) -> str:
+    p = cfg.trainer.precision
+    if p != "auto":
+        return p
+    return "bf16-mixed" if device_kind(cfg) == "cuda" else "32-true"
+
+
+def build(cfg: TrainConfig):
+    """(datamodule, module, trainer, monitor) for ``cfg``."""
+    L.seed_everything(cfg.trainer.seed, workers=True)
+    dm = ERA5DataModule(cfg)
+    ds = dm.train_ds
+    raw_stats = {k: v.tolist() for k, v in ds.stats.items()}
+    channels, height, width = ds.frame_shape
+    mcfg = asdict(cfg.model) | {"channels": channels, "height": height, "width": width}
+    module = ForecastModule(mcfg, cfg.optim.model_dump(), cfg.trainer.loss_scale, raw_stats,
+                            ds.channels, ds.lat.tolist(), cfg.trainer.batch_size,
+                            cfg.trainer.compile)
+    # The model sees anomalies from the training climatology, which is also the
+    # climatology baseline of the skill table (ForecastModule.climatology).
+    module.model.input_offset.copy_(dm.climatology())
+    out = Path(cfg.trainer.out)
+    has_val = len(dm.splits["val"]) > 0
+    monitor = FeedMonitor()
+    callbacks = [monitor, ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best-{epoch:03d}", save_last=True,
+        monitor="val_loss" if has_val else "train_loss_epoch", mode="min", save_top_k=1)]
+    if cfg.optim.ema_decay > 0:
+        callbacks.append(WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay)))
+    trainer = L.Trainer(
+        max_epochs=cfg.trainer.max_epochs, max_time=cfg.trainer.max_time,
+        accelerator="gpu" if device_kind(cfg) == "cuda" else "cpu",
+        devices=cfg.trainer.devices if cfg.trainer.devices != "cpu" else 1,
+        strategy=cfg.trainer.strategy, precision=_precision(cfg),
+        gradient_clip_val=cfg.optim.grad_clip or None,
+        accumulate_grad_batches=cfg.trainer.accumulate, callbacks=callbacks,
+        logger=CSVLogger(out, name="logs", version=""),
+        log_every_n_steps=cfg.trainer.log_every_n_steps, num_sanity_val_steps=0,
+        deterministic=False, enable_model_summary=False, default_root_dir=out)
+    return dm, module, trainer, monitor
+
+
+def train(cfg: TrainConfig, resume: str | None = None) -> dict:
+    """Train, evaluate, write plots and ``summary.json``; returns the summary."""
+    dm, module, trainer, monitor = build(cfg)
+    trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    if len(dm.splits["val"]):
+        trainer.validate(module, datamodule=dm, verbose=False)
+    if len(dm.splits["test"]):
+        trainer.test(module, datamodule=dm, verbose=False)
+    summary = {"config": cfg.to_json(), "data_mode": dm.mode, "precision": _precision(cfg),
+               "global_step": trainer.global_step, "epochs": trainer.current_epoch,
+               "skill": module.results, "throughput": monitor.history,
+               "throughput_summary": monitor.summary()}
+    if trainer.is_global_zero:
+        out = Path(cfg.trainer.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+        try:
+            from .plots import plot_run
+
+            plot_run(out, module, dm)
+        except ImportError:
+            pass
+    return summary
+
+
+def format_skill(results: dict) -> str:
+    lines = []
+    for stage, table in results.items():
+        chans = list(table["model"])
+        lines.append(f"{stage}: latitude-weighted RMSE (physical units)")
+        lines.append(f"  {'channel':<9} {'model':>12} {'persistence':>12} {'climatology':>12}"
+                     f" {'vs persistence':>15}")
+        for ch in chans:
+            m, p, c = (table[k][ch] for k in ("model", "persistence", "climatology"))
+            lines.append(f"  {ch:<9} {m:12.4g} {p:12.4g} {c:12.4g} {100 * (1 - m / p):+14.1f}%")
+    return "\n".join(lines)
+
