@@ -30,7 +30,8 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
-from era5cache.sample import SampleSpec, write_sample
+from era5cache.config.sample import SampleSpec
+from era5cache.sample.netcdf import write_sample
 
 CHANNELS = "sst,t2m"
 GOOD_NAME = "era5_single-levels_2019-01.nc"

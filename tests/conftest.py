@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from era5cache.config.sample import SampleSpec
 from era5cache.grid import cdo_grid_description
-from era5cache.sample import SampleSpec, write_sample
+from era5cache.sample.netcdf import write_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 # Real CDS files live beside the project (../shared/realdata); ERA5CACHE_REALDATA overrides.

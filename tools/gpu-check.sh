@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # One-shot GPU check for a lent H100/H200 (see DEVELOPERS brief: the device has torch,
-# lightning, h5py, numpy and xarray but no zarr, dask or netCDF4, and reaches no registry).
-# Runs from the repository root with the package from source; writes results under $OUT.
+# lightning, h5py, numpy and xarray but no zarr, dask, netCDF4 or pydantic, and reaches no
+# registry). Runs from the repository root with the package from source; writes results
+# under $OUT. The trainer's recipe needs pydantic: carry its wheels in .whl/ (README,
+# "Checking on a GPU"), installed here into /tmp/site.
 #   run: bash tools/gpu-check.sh
 set -uo pipefail
 export PYTHONPATH=src
+if ! python -c "import pydantic" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
+  python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=src:/tmp/site
+fi
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
@@ -12,7 +18,7 @@ python -c "import torch, lightning; print(torch.__version__, lightning.__version
   | tee "$OUT/versions.txt"
 # 1. GPU tests of the Dataset's resident mode and of the trainer (skip without CUDA).
 if python -c "import pytest" 2>/dev/null; then
-  python -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -20 | tee "$OUT/pytest.txt"
+  python -m pytest -q -p no:cacheprovider tests/serve/test_serve_gpu.py 2>&1 | tail -20 | tee "$OUT/pytest.txt"
 else
   echo "pytest not installed on this machine: GPU tests not run" | tee "$OUT/pytest.txt"
 fi

@@ -126,6 +126,7 @@ def _loader(ds, batch, workers=0, collate=None, ctx=None):
     if workers:
         kw["multiprocessing_context"] = ctx or "fork"
         kw["prefetch_factor"] = 4
+        kw["worker_init_fn"] = CachedERA5Dataset.worker_init_fn
     return DataLoader(ds, batch_size=batch, shuffle=True, collate_fn=collate,
                       generator=torch.Generator().manual_seed(0), **kw)
 
@@ -155,7 +156,8 @@ def worker_memory(ds, batch: int, batches: int = 20) -> list[dict[str, float]]:
     are page cache shared by all; ``shared_memory`` is the batches a worker has built and
     not yet handed over (prefetched)."""
     dl = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=4,
-                    multiprocessing_context="fork", collate_fn=CachedERA5Dataset.collate)
+                    multiprocessing_context="fork", collate_fn=CachedERA5Dataset.collate,
+                    worker_init_fn=CachedERA5Dataset.worker_init_fn)
     it = iter(dl)
     for _ in zip(range(batches), it, strict=False):
         pass

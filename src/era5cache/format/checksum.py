@@ -1,8 +1,8 @@
 """Checksums: SHA-256 of the outputs (files, a Zarr store's tree) and a fast hash of inputs.
 
 Inputs are identified by xxHash's XXH3-128 (:data:`INPUT_HASH`): a change-detecting, not a
-cryptographic, hash at ~4.5 GB/s here against SHA-256's 1.4 GB/s. SHA-256 of the inputs cost
-1.6 s of a 8 s job on 2.6 GB on the 2-core VM, where the CPUs are the limit.
+cryptographic, hash, several times faster than SHA-256, whose cost on the inputs showed in the
+job's time where the CPUs are the limit (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ class BackgroundHashes:
 
     The job starts it when planning is done: from then on the main process mostly waits (for
     its workers, then for their chunks), and the hash releases the GIL, so the hashing
-    overlaps the regrid. Started earlier, it competed with the main process's own imports and
-    planning (measured: 5.1 s against 4.9 s of job). :meth:`result` waits for it;
+    overlaps the regrid (started earlier, it competes with the main process's imports and
+    planning). :meth:`result` waits for it;
     :meth:`cancel` stops it within one 4 MiB block.
     """
 

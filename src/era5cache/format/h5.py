@@ -166,8 +166,8 @@ class CacheInfo:
         """How this file differs from what its manifest says (empty: it does not)."""
         out = []
         if self.shape != tuple(shape) or self.dtype != np.float32:
-            out.append(f"{self.path}: /data is {self.shape} {self.dtype}, manifest says "
-                       f"{tuple(shape)} float32")
+            out.append(f"{self.path}: /data is {self.shape} {self.dtype}, unlike its manifest "
+                       f"({tuple(shape)} float32)")
         if data_offset is not None and self.data_offset != data_offset:
             out.append(f"{self.path}: /data offset differs from the manifest")
         if list(self.channels) != list(channels):

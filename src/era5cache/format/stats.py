@@ -32,9 +32,8 @@ class Moments:
         """Accumulate ``x`` (time, channel, ...), any float dtype; NaN values are skipped.
 
         One channel at a time: the shifted values in float64 (one pass), NaN zeroed where
-        there are any, then a sum and a dot product (BLAS) over the contiguous values; 5.5x
-        faster than reductions over the (time, lat, lon) axes of the whole block (2.7 against
-        14.7 ms for 24 steps x 3 channels x 80 x 180 on the 2-core VM).
+        there are any, then a sum and a dot product (BLAS) over the contiguous values: much
+        faster than reductions over the (time, lat, lon) axes of the whole block.
         """
         x = np.asarray(x)
         if x.shape[0] == 0:

@@ -20,19 +20,17 @@ def block_steps(step_bytes: int, chunk_bytes: int, align: int | None = None,
     """Time steps per read block: as many as fit in ``chunk_bytes`` (at least one), rounded
     down to a divisor or a multiple of ``align`` (the output's time chunk) when given.
 
-    A read block that straddles an output chunk boundary was read and regridded twice, once
-    for each chunk (Dask fuses the read into both consumers): 778 steps regridded for 624 on
-    the 2.6 GB bench input with 7-step blocks and 24-step chunks. Aligned, a file that starts
-    on a chunk boundary is read once; one that starts off it repeats a block at each
-    boundary.
+    A read block that straddles an output chunk boundary is read and regridded twice, once
+    for each chunk (Dask fuses the read into both consumers). Aligned, a file that starts on
+    a chunk boundary is read once; one that starts off it repeats a block at each boundary.
 
     ``depth``: time steps per HDF5 chunk of the file (compressed netCDF4 with the library's
     default chunking holds many steps per chunk: 32 for 96 hourly 0.25-degree steps, 124 for
     a month). HDF5 decompresses a whole chunk to read any step of it, so a block that ends
-    inside a chunk makes the next block decompress it again (2.3x the time on the 32-step
-    file with 6-step blocks). Where whole chunks fit in ``max_bytes`` (the hard bound; the
-    block may exceed ``chunk_bytes`` to reach one chunk), the block is a multiple of
-    ``depth``, also aligned with ``align`` when ``depth`` divides it.
+    inside a chunk makes the next block decompress it again. Where whole chunks fit in
+    ``max_bytes`` (the hard bound; the block may exceed ``chunk_bytes`` to reach one chunk),
+    the block is a multiple of ``depth``, also aligned with ``align`` when ``depth``
+    divides it.
     """
     step_bytes = max(step_bytes, 1)
     whole_chunks = bool(depth and depth > 1

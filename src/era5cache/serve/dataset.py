@@ -154,7 +154,7 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         """Windows starting at ``starts`` as tensors (x, y[, mask][, times]), batched.
 
         Reads and prepares a few samples (~2 MiB) at a time, so that the in-place passes
-        (offset, NaN fill; the fill with torch, ~15x faster than ``numpy.nan_to_num``) run
+        (offset, NaN fill; the fill with torch, much faster than ``numpy.nan_to_num``) run
         on data still in the CPU cache rather than on the whole batch in memory. The groups
         are shared among ``threads`` threads (default ``torch.get_num_threads()``: 1 in a
         DataLoader worker, where PyTorch sets it so).

@@ -36,10 +36,9 @@ def dask_client(cfg: PreprocessConfig) -> Iterator:
                           # memory is bounded by the read block size (read_chunk_bytes);
                           # a paused worker only stalls the job (both paused: for ever)
                           "distributed.worker.memory.pause": False,
-                          # no root-task queuing: a worker idled for a scheduler round trip
-                          # between read tasks (15-19% of its time on the 2-core VM, 9-11%
-                          # without); read tasks are fused with the regridding, so what
-                          # runs ahead holds 80x180 fields, not input blocks
+                          # no root-task queuing: with it a worker idles for a scheduler
+                          # round trip between read tasks; read tasks are fused with the
+                          # regridding, so what runs ahead holds 80x180 fields, not inputs
                           "distributed.scheduler.worker-saturation": float("inf"),
                           "distributed.nanny.pre-spawn-environ":
                               worker_environ(cfg.dask.memory_limit)}), \

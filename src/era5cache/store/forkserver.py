@@ -34,8 +34,8 @@ def worker_environ(memory_limit: str | int | None) -> dict[str, str]:
     """Environment of local worker processes: one BLAS/OpenMP thread (Dask's defaults), and
     glibc malloc keeping freed blocks (up to a quarter of the memory limit, at most 256 MiB)
     instead of returning them to the OS at once. Dask's default (``MALLOC_TRIM_THRESHOLD_``
-    64 KiB) also fixes the mmap threshold at 128 KiB, so every read block was a fresh mapping
-    to page-fault.
+    64 KiB) also fixes the mmap threshold at 128 KiB, so every read block would be a fresh
+    mapping to page-fault.
 
     Dask's ``distributed.nanny.pre-spawn-environ`` setting does not reach forked workers (it
     is applied to the parent when a worker starts); ``distributed.nanny.environ`` does.
@@ -56,10 +56,9 @@ def limit_open_files(n: int = OPEN_FILES_PER_WORKER) -> int:
     local workers and those of an existing cluster alike).
 
     An open netCDF4 file keeps the HDF5 chunk cache of each variable it was read from (up
-    to 64 MiB each), so a worker's memory grew with the number of input files it had read:
-    on the 48 files of the ``make preprocess`` sample, 1.1 GB peaks under the 2 GiB limit
-    (with the chunk results also held, 1.5 GB); with 4 open files, 0.6-0.7 GB. Read blocks
-    come in time order, so a worker rarely reopens a file it closed."""
+    to 64 MiB each), so without a cap a worker's memory grows with the number of input
+    files it has read. Read blocks come in time order, so a worker rarely reopens a file it
+    closed."""
     import xarray as xr
 
     xr.set_options(file_cache_maxsize=n)

@@ -29,11 +29,9 @@ def read_block_ceiling(cfg: PreprocessConfig) -> int | None:
     (:func:`era5cache.read.blocks.block_steps`). None when the worker memory is not known (an
     existing cluster, or no limit).
 
-    Measured: a worker forked from the fork server idles at ~110 MB RSS and, with glibc
-    keeping up to a quarter of the limit of freed memory, peaked at 291 MB under a 315 MB
-    limit with (limit - 160 MiB) / 5 blocks, too close to Dask's kill threshold (95%); so a
-    block is at most (limit - 160 MiB) / 8, and at least 4 MiB (limits from ~400 MiB get
-    the 30 MiB target).
+    A forked worker idles at about 110 MB and glibc keeps up to a quarter of the limit of
+    freed memory, so a block is at most (limit - 160 MiB) / 8 (with / 5 a worker came too
+    close to Dask's kill threshold, 95%), and at least 4 MiB.
     """
     if not cfg.dask.memory_limit or cfg.dask.scheduler:
         return None

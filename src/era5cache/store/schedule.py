@@ -118,10 +118,9 @@ def write_zarr(plan: StorePlan, staging: Staging, cfg: PreprocessConfig, progres
 
 def released_as_completed(futures: list) -> Iterator[tuple]:
     """(future, result) in the order the tasks finish; each future is released as its
-    result is handed over, so the worker may drop the result. Held to the end of the job,
-    every chunk's block stayed on its worker: each worker grew by its share of the whole
-    output (1.5 GB peaks under the 2 GiB limit on the ``make preprocess`` sample). Released
-    is released: other references the caller keeps to the futures do not hold the results."""
+    result is handed over, so the worker may drop the result (held to the end of the job,
+    every chunk's block would stay on its worker). Released is released: other references
+    the caller keeps to the futures do not hold the results."""
     from dask.distributed import as_completed
 
     for fut in as_completed(futures):
@@ -157,9 +156,8 @@ def chunk_sources(chunked, read_blocks=None) -> _WholeBlocks:
     """Where each Zarr chunk task takes a channel's data from: the regridded read blocks
     themselves (``read_blocks``, a fresh build) for a chunk made of whole blocks, else the
     array rechunked to the Zarr chunks (``chunked``), whose merge task per chunk shares a
-    read block that straddles two chunks. A slice of the read blocks there instead made
-    Dask fuse the read and regrid into each of the two chunk tasks: read twice (the
-    ``make preprocess`` sample, monthly files across 120-step chunks: 21 -> 26 s)."""
+    read block that straddles two chunks (a slice of the read blocks there would make Dask
+    fuse the read and regrid into each of the two chunk tasks: read twice)."""
     rechunked = _WholeBlocks(chunked)
     return rechunked if read_blocks is None else _WholeBlocks(read_blocks, fallback=rechunked)
 

@@ -18,10 +18,8 @@ import xarray as xr
 
 from ..format.manifest import fsync_path
 
-# How each channel's chunks are compressed: Blosc's LZ4 on byte-shuffled floats. Measured on a
-# 24-step chunk of 2-degree t2m (sst), against zarr's default Zstd: written in 5.9 (4.9) ms
-# instead of 9.2 (17.4), read in 2.8 (2.4) instead of 4.5 (3.9), and 1.68x (2.54x) smaller
-# instead of 1.22x (1.98x); the chunk writes are a fifth of a worker's time per step.
+# How each channel's chunks are compressed: Blosc's LZ4 on byte-shuffled floats, faster to
+# write and read than zarr's default Zstd and smaller on 2-degree fields (BENCHMARKS.md).
 COMPRESSORS = ({"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5,
                                                     "shuffle": "shuffle", "typesize": 4,
                                                     "blocksize": 0}},)
@@ -39,9 +37,8 @@ def stored_compressors(store: Path, channel: str) -> list[dict]:
 def template_of(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` with each Dask-backed variable replaced by an uncomputed ``empty`` array of the
     same shape, chunks, dtype and attributes: what :func:`write_template` needs (it writes
-    metadata only). Shipped with the real graph (every read and regrid task), the template
-    task took 0.15-0.26 s on a worker, mostly re-optimising that graph, while the other
-    worker regridded alone."""
+    metadata only); shipped with the real graph, the template task would spend its time
+    re-optimising every read and regrid task."""
     import dask.array as da
 
     out = ds.copy()

@@ -7,12 +7,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from era5cache.config import Period, Periods
 from era5cache.grid import TARGET_LAT, TARGET_LON
-from era5cache.h5cache import build_h5
-from era5cache.h5stream import ChunkFeed, FeedClosed, H5Builder
-from era5cache.quality import all_nan_steps
-from era5cache.timeaxis import analyse
+from era5cache.regrid.quality import all_nan_steps
+from era5cache.store.h5build import ChunkFeed, FeedClosed, H5Builder, build_h5
+from era5cache.timeaxis import Period, Periods, analyse
 
 CHANNELS = ["sst", "t2m"]
 STEPS, CHUNK = 50, 8  # 7 chunks, the last one short

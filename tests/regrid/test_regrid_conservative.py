@@ -8,13 +8,13 @@ import pytest
 from conftest import run_cdo_remapcon
 
 from era5cache.grid import TARGET_LAT_EDGES, TARGET_LON_EDGES, SourceGrid, lat_bounds, lon_bounds
-from era5cache.regrid import (
+from era5cache.regrid.conservative import (
     ConservativeRegridder,
     CoverageError,
     InfiniteValueError,
-    _as_slice,
     _Work,
 )
+from era5cache.regrid.weights import as_slice
 
 
 def era5_grid(res: float, ascending: bool = False, lon180: bool = False) -> SourceGrid:
@@ -221,13 +221,13 @@ def test_band_form_equals_sparse_form(res, descending, lon0, bands):
     np.testing.assert_allclose(c, dense, rtol=1e-13, atol=0)
 
 
-def test_as_slice():
+def testas_slice():
     for ix in ([3, 5, 7, 9], [9, 6, 3, 0], [8, 4, 0], [2, 3, 5], [4, 4, 4], [7]):
         ix = np.array(ix)
-        s = _as_slice(ix)
+        s = as_slice(ix)
         np.testing.assert_array_equal(np.arange(20)[s], ix)
-    assert isinstance(_as_slice(np.array([9, 6, 3, 0])), slice)
-    assert not isinstance(_as_slice(np.array([2, 3, 5])), slice)
+    assert isinstance(as_slice(np.array([9, 6, 3, 0])), slice)
+    assert not isinstance(as_slice(np.array([2, 3, 5])), slice)
 
 
 def test_infinite_value_names_its_step():
@@ -250,8 +250,8 @@ def test_adapter_reports_the_step_the_regridder_refused():
     reaches the target (step 2), not the first step holding one anywhere (step 0)."""
     import xarray as xr
 
-    from era5cache.quality import NonFiniteValueError
-    from era5cache.regrid_xarray import regrid_dataarray
+    from era5cache.regrid.adapter import regrid_dataarray
+    from era5cache.regrid.quality import NonFiniteValueError
 
     g = era5_grid(2.0)
     block = np.full((4,) + g.shape, 280.0, dtype=np.float32)

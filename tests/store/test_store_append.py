@@ -12,7 +12,8 @@ import pytest
 from catalogue import cli
 
 from era5cache import CachedERA5Dataset
-from era5cache.sample import SampleSpec, write_sample
+from era5cache.config.sample import SampleSpec
+from era5cache.sample.netcdf import write_sample
 
 pytestmark = pytest.mark.slow
 
@@ -158,7 +159,7 @@ def test_append_keeps_the_codec_of_the_cache_it_extends(months, tmp_path):
 
     import xarray as xr
 
-    from era5cache.zarr_store import stored_compressors
+    from era5cache.store.zarrstore import stored_compressors
 
     out = tmp_path / "zstd_cache"
     recipe = _recipe(tmp_path, out)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from era5cache.zarr_store import COMPRESSORS, template_of, write_template
+from era5cache.store.zarrstore import COMPRESSORS, template_of, write_template
 
 
 def _dataset() -> xr.Dataset:

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from era5cache.config import PreprocessConfig, with_overrides
-from era5cache.pipeline import dask_client
-from era5cache.workers import memory_bytes, server_environ, worker_environ
+from era5cache.config.recipe import PreprocessConfig, memory_bytes, with_overrides
+from era5cache.store.cluster import dask_client
+from era5cache.store.forkserver import server_environ, worker_environ
 
 
 @pytest.mark.parametrize("limit", ["2GiB", "600MiB", "600 MB", "4GB", "1.5GiB", "100kB",
@@ -31,7 +31,7 @@ def _probe():
 
     return {"pid": os.getpid(), "ppid": os.getppid(),
             "preloaded": all(m in sys.modules for m in ("xarray", "netCDF4", "zarr",
-                                                        "era5cache.regrid_xarray")),
+                                                        "era5cache.regrid.adapter")),
             "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
             "gc": __import__("gc").isenabled(),
             "frozen": __import__("gc").get_freeze_count(),
@@ -64,7 +64,7 @@ def _open_files_limit():
 def test_job_limits_open_input_files_on_every_worker():
     """Each open netCDF4 file keeps its chunk caches: the job caps the files a worker keeps
     open (xarray's default is 128), on local workers and on any cluster it is given."""
-    from era5cache.workers import OPEN_FILES_PER_WORKER, limit_open_files
+    from era5cache.store.forkserver import OPEN_FILES_PER_WORKER, limit_open_files
 
     cfg = with_overrides(PreprocessConfig(), dask_workers=2, dask_memory_limit="1GiB")
     with dask_client(cfg) as client:
@@ -77,7 +77,7 @@ def test_job_limits_open_input_files_on_every_worker():
 def test_imports_frozen_pauses_collection_then_freezes():
     import gc
 
-    from era5cache.workers import imports_frozen
+    from era5cache.process import imports_frozen
 
     before = gc.get_freeze_count()
     try:
@@ -96,6 +96,7 @@ def test_imports_frozen_pauses_collection_then_freezes():
         gc.enable()
 
 
+@pytest.mark.slow
 def test_low_memory_limit_completes_instead_of_pausing(tmp_path):
     """A 300 MiB worker limit on 0.25-degree input: Dask's default pauses a worker at 80% of
     its limit, which stalled this job for ever (both workers paused with nothing to spill).
@@ -103,7 +104,8 @@ def test_low_memory_limit_completes_instead_of_pausing(tmp_path):
     import subprocess
     import sys
 
-    from era5cache.sample import SampleSpec, write_sample
+    from era5cache.config.sample import SampleSpec
+    from era5cache.sample.netcdf import write_sample
 
     write_sample(tmp_path / "in", SampleSpec(start="2021-07-01T00", end="2021-07-02T23",
                                              step="1h", resolution=0.25, variables=("t2m",)))

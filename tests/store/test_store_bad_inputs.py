@@ -28,6 +28,7 @@ from catalogue import (
 
 from era5cache import CachedERA5Dataset
 
+pytestmark = pytest.mark.slow  # each case runs the job through the command line
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> tuple[Path, Path, Path]:
