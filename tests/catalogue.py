@@ -177,6 +177,14 @@ def other_month(good: Path, case: Path):
     return [write_good_sample(case, start="2019-03-01T00", end="2019-03-10T18")], None
 
 
+def bad_recipe(good: Path, case: Path):
+    """A recipe whose ``chunk_steps`` is not a number (given as the job's CONFIG)."""
+    case.mkdir(parents=True, exist_ok=True)
+    recipe = case / "recipe.yaml"
+    recipe.write_text(f"inputs: [{good}]\nchunk_steps: abc\n")
+    return [good], recipe
+
+
 def file_size_limit(nbytes: int) -> Callable[[], None]:
     """For a child process: files may not grow beyond ``nbytes`` (writes then fail with
     EFBIG, as on a full disk: Python ignores SIGXFSZ)."""
@@ -207,6 +215,8 @@ CASES = (
     Case("all-NaN time steps", all_nan_steps, "all-NaN time step"),
     Case("infinite values", infinite_values, "infinite values"),
     Case("unexpected units", celsius, "units"),
+    Case("recipe value of the wrong type", bad_recipe, "chunk_steps: Input should be a valid "
+         "integer"),
     # A Zarr chunk of this input is ~0.6 MB, the HDF5 file 4.6 MB.
     Case("disk full (Zarr chunk)", other_month, "out of disk space",
          preexec=file_size_limit(300_000)),
@@ -272,6 +282,8 @@ def run_case(case: Case, good: Path, cache: Path, work: Path) -> Outcome:
         i = args.index("--variables")
         del args[i:i + 2]
         args += extra
+    if named.suffix == ".yaml":  # a recipe: the job's CONFIG
+        args.insert(1, str(named))
     r = cli(*args, preexec=case.preexec)
     v = cli("verify", cache)
     return Outcome(case, r.returncode, r.stderr, named, snapshot(cache) == before,

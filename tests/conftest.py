@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -103,9 +104,8 @@ def raw_decode(path: Path, var: str) -> np.ndarray:
 def run_cli(*args: str, check: bool = True):
     """Run ``era5cache`` in a fresh process, as users do (keeps Dask/HDF5 threads out of the
     test process: HDF5 is not thread-safe)."""
-    from catalogue import cli
-
-    r = cli(*args)
+    r = subprocess.run([sys.executable, "-m", "era5cache.cli", *map(str, args)],
+                       capture_output=True, text=True)
     if check and r.returncode != 0:
         raise AssertionError(f"era5cache {' '.join(map(str, args))} failed:\n{r.stderr}")
     return r

@@ -28,7 +28,7 @@ def test_shipped_recipes_load_with_their_values():
     assert t.model == ModelConfig()
 
 
-@pytest.mark.parametrize(("yaml", "message"), [
+RECIPE_CASES = [
     ("chunk_steps: abc", "chunk_steps: Input should be a valid integer"),
     ("chunk_steps: 0", "chunk_steps: Input should be greater than 0"),
     ("all_nan_steps: drop", "all_nan_steps: Input should be 'fail' or 'skip'"),
@@ -43,17 +43,8 @@ def test_shipped_recipes_load_with_their_values():
     ("chunksteps: 12", "chunksteps: unknown key"),
     ("source: x.yaml", "source: unknown key"),
     ("- a list", "expected a mapping at the top level"),
-])
-def test_bad_recipe_values_name_the_file_and_key(tmp_path, yaml, message):
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml + "\n")
-    with pytest.raises(ConfigError) as exc:
-        load_preprocess_config(path)
-    assert str(exc.value).startswith(f"{path}: ") and message in str(exc.value)
-    assert "\n" not in str(exc.value)
-
-
-@pytest.mark.parametrize(("yaml", "message"), [
+]
+TRAINER_CASES = [
     ("trainer: {data_mode: gpu}", "trainer.data_mode: Input should be 'auto', 'resident' or "
                                   "'loader' (got 'gpu')"),
     ("trainer: {precision: fp8}", "trainer.precision: precision 'fp8' is not one of"),
@@ -65,13 +56,19 @@ def test_bad_recipe_values_name_the_file_and_key(tmp_path, yaml, message):
     ("model: {dropout: 1.5}", "model: dropout must be in [0, 1)"),
     ("model: {width_px: 3}", "model.width_px: unknown key"),
     ("lead: 0", "lead: Input should be greater than 0"),
-])
-def test_bad_trainer_values_name_the_file_and_key(tmp_path, yaml, message):
-    path = tmp_path / "train.yaml"
+]
+
+
+@pytest.mark.parametrize(("load", "yaml", "message"),
+                         [(load_preprocess_config, *c) for c in RECIPE_CASES]
+                         + [(load_train_config, *c) for c in TRAINER_CASES])
+def test_bad_values_name_the_file_and_key(tmp_path, load, yaml, message):
+    path = tmp_path / "recipe.yaml"
     path.write_text(yaml + "\n")
     with pytest.raises(ConfigError) as exc:
-        load_train_config(path)
+        load(path)
     assert str(exc.value).startswith(f"{path}: ") and message in str(exc.value)
+    assert "\n" not in str(exc.value)
 
 
 def test_command_line_overrides_are_checked_too():

@@ -12,11 +12,18 @@ from era5cache.store.forkserver import server_environ, worker_environ
 
 
 @pytest.mark.parametrize("limit", ["2GiB", "600MiB", "600 MB", "4GB", "1.5GiB", "100kB",
-                                   "5e9", "123", 2**31, "1 TiB"])
+                                   "5e9", "123", 2**31, "1 TiB", "4g", "2Gi", "1PB", "MB",
+                                   "lots", "2 GiBs"])
 def test_memory_bytes_reads_sizes_as_dask_does(limit):
     from dask.utils import parse_bytes
 
-    assert memory_bytes(limit) == parse_bytes(limit)
+    try:
+        want = parse_bytes(limit)
+    except ValueError:
+        with pytest.raises(ValueError, match="not a memory size"):
+            memory_bytes(limit)
+    else:
+        assert memory_bytes(limit) == want
 
 
 def test_worker_environ_scales_malloc_trim_with_the_limit():

@@ -21,24 +21,23 @@ Share = Annotated[float, Field(ge=0.0, le=1.0)]
 _FROZEN = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
+          "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
 
 
 def memory_bytes(limit: str | int | float) -> int:
-    """Bytes of a memory size such as ``"2GiB"``, ``"600 MB"`` or ``2147483648``, as Dask
-    reads it; without importing Dask (0.2 s) for the common forms."""
-    if isinstance(limit, int | float):
+    """Bytes of a memory size such as ``"2GiB"``, ``"600 MB"``, ``"4g"`` or ``2147483648``,
+    read as Dask's ``parse_bytes`` reads it; :class:`ValueError` for anything else."""
+    if isinstance(limit, int | float) and not isinstance(limit, bool):
         return int(limit)
     text = str(limit).strip().lower().replace(" ", "")
     number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
     unit = text[len(number):]
-    try:
-        return int(float(number) * _UNITS[unit])
-    except (KeyError, ValueError):
-        from dask.utils import parse_bytes
-
-        return int(parse_bytes(limit))
+    if unit not in _UNITS:
+        raise ValueError(f"not a memory size: {limit!r}")
+    return int(float(number or 1) * _UNITS[unit])
 
 
 class DaskSettings(BaseModel):

@@ -1,0 +1,103 @@
+"""The package's layout rules (README, "How the code is organised"): each stage imports only
+from the stages before it and the shared modules; the on-disk contract and the GPU path stay
+free of the preprocessing libraries; modules stay small; nothing outside ``serve/`` reads
+the Dataset's private state."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+PACKAGE = ROOT / "src" / "era5cache"
+SHARED = {"errors", "grid", "timeaxis", "process", "__init__"}
+# each stage may import the ones listed before it (and the shared modules)
+ORDER = ["config", "read", "regrid", "format", "store", "serve", "train", "sample", "bench",
+         "cli"]
+NO_HEAVY = {"format", "serve", "config", "train"}  # no zarr, dask, distributed, netCDF4
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        yield rel, ast.parse(path.read_text())
+
+
+def _imports(rel: Path, tree: ast.AST):
+    """(module of era5cache imported, or a top-level library name, line) for each import."""
+    package = [p for p in rel.parts[:-1]]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                target = [*base, *(node.module.split(".") if node.module else [])]
+                names = [target] if node.module else [[*base, a.name] for a in node.names]
+                for t in names:
+                    yield "era5cache", t, node.lineno
+            elif node.module.startswith("era5cache"):
+                yield "era5cache", node.module.split(".")[1:], node.lineno
+            else:
+                yield node.module.split(".")[0], None, node.lineno
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("era5cache."):
+                    yield "era5cache", a.name.split(".")[1:], node.lineno
+                else:
+                    yield a.name.split(".")[0], None, node.lineno
+
+
+def _stage(parts: list[str]) -> str | None:
+    return parts[0] if parts and parts[0] in ORDER else None
+
+
+def test_imports_point_downstream_only():
+    bad = []
+    for rel, tree in _modules():
+        here = _stage(list(rel.parts[:-1]))
+        for lib, target, line in _imports(rel, tree):
+            if lib != "era5cache" or here is None:
+                continue
+            there = _stage(target)
+            if there is not None and ORDER.index(there) > ORDER.index(here):
+                bad.append(f"{rel}:{line} imports era5cache.{'.'.join(target)}")
+    assert bad == []
+
+
+def test_top_level_is_shared_modules_only():
+    top = {p.stem for p in PACKAGE.glob("*.py")}
+    assert top == SHARED and len(top) <= 10
+    stages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert set(ORDER) <= stages
+
+
+@pytest.mark.parametrize("stage", sorted(NO_HEAVY))
+def test_contract_and_gpu_path_never_import_the_preprocessing_libraries(stage):
+    heavy = {"zarr", "dask", "distributed", "netCDF4"}
+    found = [f"{rel}:{line} {lib}" for rel, tree in _modules() if rel.parts[0] == stage
+             for lib, _, line in _imports(rel, tree) if lib in heavy]
+    assert found == []
+
+
+def test_modules_stay_small():
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 450}
+    assert long == {}
+
+
+def test_no_private_dataset_state_read_outside_serve():
+    """``ds._x`` on a Dataset-looking name (``ds``, ``dataset``, ``self.train_ds``...)."""
+    bad = []
+    for rel, tree in _modules():
+        if rel.parts[0] == "serve":
+            continue
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__")):
+                owner = node.value
+                name = (owner.id if isinstance(owner, ast.Name)
+                        else owner.attr if isinstance(owner, ast.Attribute) else "")
+                if name in ("ds", "dataset") or name.endswith("_ds"):
+                    bad.append(f"{rel}:{node.lineno} {name}.{node.attr}")
+    assert bad == []
