@@ -245,6 +245,20 @@ def test_pickles_without_map(cache):
     assert clone._mm is None and torch.equal(clone[4][0], ds[4][0])
 
 
+def test_read_steps_of_a_channel_subset(cache, reference):
+    """Whole time steps, any index along the cache's axis, the selected channels only:
+    physical values exactly as stored, or normalised as the items are; NaN kept."""
+    raw, norm, times = reference
+    ds = CachedERA5Dataset(cache, split="val", channels=["t2m", "sst"])
+    assert ds.frame_shape == (2, 80, 180) and np.array_equal(ds.info.times, times)
+    got = ds.read_steps(slice(3, 7), normalize=False)
+    np.testing.assert_array_equal(got, raw[3:7, ::-1].astype(np.float32))
+    picked = ds.read_steps(np.array([0, 5, 9]))
+    assert np.isnan(picked[:, 1]).any() and not np.isnan(picked[:, 0]).any()
+    np.testing.assert_allclose(np.nan_to_num(picked), norm[[0, 5, 9], ::-1], atol=1e-4)
+    assert ds.read_steps(4, normalize=False).shape == (1, 2, 80, 180)
+
+
 def test_resident_mode_matches_loader(cache):
     ds = CachedERA5Dataset(cache, split="train", return_mask=True)
     main = _batches(ds)

@@ -281,8 +281,11 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
 
     def read_steps(self, index, normalize: bool | None = None) -> np.ndarray:
         """Time steps ``index`` (an int, a slice or an int array, along the whole cache's time
-        axis) of the selected channels, float32 (steps, channel, lat, lon), copied out of
-        the map; normalised as the items are unless ``normalize`` says otherwise; NaN kept."""
+        axis, ``info.times``) of the selected channels, float32 (steps, channel, lat, lon),
+        copied out of the map; normalised as the items are unless ``normalize`` says
+        otherwise; NaN kept."""
+        if isinstance(index, int | np.integer):
+            index = slice(int(index), int(index) + 1)
         d = self.data
         block = np.array(d[index] if self._ch_all else d[index][:, self._ch], dtype=np.float32)
         if self.normalize if normalize is None else normalize:
