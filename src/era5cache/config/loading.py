@@ -37,6 +37,20 @@ def validate(model: type[M], data: dict[str, Any], where: str) -> M:
         raise ConfigError(f"{where}: {describe(exc)}") from None
 
 
+def with_changes(model: M, changes: dict[str, Any], where: str = "command line") -> M:
+    """``model`` with ``changes`` applied and validated again: a mapping value changes the
+    keys of that section (``{"dask": {"workers": 2}}``), None values change nothing."""
+    data = dict(model)
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v is not None}
+            if value:
+                data[key] = dict(getattr(model, key)) | value
+        elif value is not None:
+            data[key] = value
+    return model if data == dict(model) else validate(type(model), data, where)
+
+
 def describe(exc: ValidationError) -> str:
     """One line for a pydantic validation error: the first problem's key path, message and
     the value given."""

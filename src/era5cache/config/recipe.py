@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 
 from ..errors import ConfigError
 from ..timeaxis import Periods
-from .loading import read_yaml_mapping, validate
+from .loading import read_yaml_mapping, validate, with_changes
 from .sample import SampleSpec
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -139,10 +139,6 @@ def load_preprocess_config(path: str | Path | None) -> PreprocessConfig:
 def with_overrides(cfg: PreprocessConfig, **kw: Any) -> PreprocessConfig:
     """``cfg`` with the non-None keyword values replaced (``dask_*`` keys go to ``dask``),
     validated again: a bad value is a :class:`ConfigError` naming the command line."""
-    dask_kw = {k[5:]: v for k, v in kw.items() if k.startswith("dask_") and v is not None}
-    top = {k: v for k, v in kw.items() if not k.startswith("dask_") and v is not None}
-    if not (top or dask_kw):
-        return cfg
-    if dask_kw:
-        top["dask"] = dict(cfg.dask) | dask_kw
-    return validate(PreprocessConfig, dict(cfg) | top, "command line")
+    dask = {k[5:]: v for k, v in kw.items() if k.startswith("dask_")}
+    top = {k: v for k, v in kw.items() if not k.startswith("dask_")}
+    return with_changes(cfg, top | {"dask": dask})

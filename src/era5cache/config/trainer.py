@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-from .loading import read_yaml_mapping, validate
+from .loading import read_yaml_mapping, validate, with_changes
 from .model import ModelConfig
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
@@ -107,12 +107,4 @@ def load_train_config(path: str | Path | None) -> TrainConfig:
 def override(cfg: TrainConfig, section: str | None = None, **kw: Any) -> TrainConfig:
     """``cfg`` with the non-None values replaced at the top level or in a section, validated
     again (a bad value is a :class:`ConfigError` naming the command line)."""
-    kw = {k: v for k, v in kw.items() if v is not None}
-    if not kw:
-        return cfg
-    data = dict(cfg)
-    if section is None:
-        data |= kw
-    else:
-        data[section] = dict(getattr(cfg, section)) | kw
-    return validate(TrainConfig, data, "command line")
+    return with_changes(cfg, kw if section is None else {section: kw})
