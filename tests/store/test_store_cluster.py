@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from era5cache.config.recipe import PreprocessConfig, memory_bytes, with_overrides
+from era5cache.config.recipe import PreprocessConfig, with_overrides
+from era5cache.config.sizes import memory_bytes
 from era5cache.store.cluster import dask_client
 from era5cache.store.forkserver import server_environ, worker_environ
 

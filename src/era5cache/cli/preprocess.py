@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..process import imports_frozen
 from . import csv_list
 
@@ -26,7 +28,31 @@ def add(sub) -> None:
     pp.add_argument("--no-progress", action="store_true")
 
 
+def _start_workers_early(args) -> None:
+    """Start the local workers' fork server before the recipe is validated: it imports the
+    workers' modules on one core while this process imports pydantic and the job's modules
+    on the other. Reads only what it needs from the raw YAML; anything odd is left to the
+    validation, which reports it (the server then just goes unused)."""
+    from ..config.loading import read_yaml_mapping
+    from ..config.sizes import DEFAULT_MEMORY_LIMIT
+    from ..errors import ConfigError
+    from ..store.forkserver import start_fork_server
+
+    try:
+        dask = read_yaml_mapping(Path(args.config)).get("dask") if args.config else None
+    except ConfigError:
+        return
+    dask = dask if isinstance(dask, dict) else {}
+    if args.scheduler or dask.get("scheduler"):
+        return
+    try:
+        start_fork_server(args.memory_limit or dask.get("memory_limit") or DEFAULT_MEMORY_LIMIT)
+    except (ValueError, TypeError):
+        return
+
+
 def run(args) -> int:
+    _start_workers_early(args)
     from ..config.recipe import load_preprocess_config, with_overrides
 
     cfg = load_preprocess_config(args.config)
@@ -35,10 +61,6 @@ def run(args) -> int:
         variables=args.variables, chunk_steps=args.chunk_steps,
         all_nan_steps=args.all_nan_steps, dask_scheduler=args.scheduler,
         dask_workers=args.workers, dask_memory_limit=args.memory_limit)
-    if not cfg.dask.scheduler:  # workers forked from a server that imports while we do
-        from ..store.forkserver import start_fork_server
-
-        start_fork_server(cfg.dask.memory_limit)
     with imports_frozen():
         from ..store import job
 

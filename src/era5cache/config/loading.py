@@ -1,16 +1,21 @@
-"""YAML files into validated models; every error one line naming the file and the key."""
+"""YAML files into validated models; every error one line naming the file and the key.
+
+:func:`read_yaml_mapping` needs PyYAML only.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
 
-M = TypeVar("M", bound=BaseModel)
+if TYPE_CHECKING:  # pydantic is imported where a model is validated
+    from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound="BaseModel")
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
@@ -31,6 +36,8 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
 def validate(model: type[M], data: dict[str, Any], where: str) -> M:
     """``model`` from ``data``; :class:`ConfigError` ``"<where>: <key>: <problem>"`` for the
     first problem found (and how many more there are)."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -14,14 +14,14 @@ those the server and so every worker start with. One fork server serves a Python
 its lifetime, so a second job in the same process keeps the first job's settings.
 
 The CLI starts the server before it imports anything heavy (this module needs only ``os``,
-:mod:`multiprocessing` and the recipe's model).
+:mod:`multiprocessing` and :mod:`era5cache.config.sizes`).
 """
 
 from __future__ import annotations
 
 import os
 
-from ..config.recipe import memory_bytes
+from ..config.sizes import memory_bytes
 
 PRELOAD = ("era5cache.store.forkserver_preload",)
 START_METHOD = "forkserver"

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..config.recipe import PreprocessConfig, memory_bytes
+from ..config.recipe import PreprocessConfig
+from ..config.sizes import memory_bytes
 from ..errors import InputError
 from ..read.blocks import TARGET_CHUNK_BYTES
 from ..read.channels import all_channels, base_names, select_channels
