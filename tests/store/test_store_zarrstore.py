@@ -28,14 +28,14 @@ def _files(root):
 
 def test_template_of_writes_the_same_store_without_the_graph(tmp_path):
     """The placeholder dataset writes byte-identical metadata and coordinates, and carries
-    none of the real graph's tasks (only one ``empty`` task per chunk)."""
+    none of the real graph's tasks."""
     ds = _dataset()
     light = template_of(ds)
     assert light["t2m"].shape == ds["t2m"].shape
     assert light["t2m"].data.chunks == ds["t2m"].data.chunks
     assert light["t2m"].attrs == ds["t2m"].attrs and light.attrs == ds.attrs
-    assert len(dict(light["t2m"].data.__dask_graph__())) == 3 < len(
-        dict(ds["t2m"].data.__dask_graph__()))
+    real_tasks = set(dict(ds["t2m"].data.__dask_graph__()))
+    assert not real_tasks & set(dict(light["t2m"].data.__dask_graph__()))
     enc = {"t2m": {"chunks": (10, 4, 5), "compressors": list(COMPRESSORS)},
            "time": {"units": "seconds since 1970-01-01", "dtype": "int64",
                     "calendar": "proleptic_gregorian", "chunks": (30,)}}
