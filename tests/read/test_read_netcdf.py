@@ -8,6 +8,7 @@ import zipfile
 import netCDF4
 import numpy as np
 import pytest
+import xarray as xr
 from conftest import need_realdata, raw_decode, realdata_files
 
 from era5cache.errors import InputError
@@ -183,3 +184,56 @@ def test_unexpected_units_are_an_error(sample_new, tmp_path):
                                          r"delivers it in 'K'"):
         open_era5([bad])
     assert open_era5([bad], variables=["sst"]).dataset["sst"].attrs["units"] == "K"
+
+
+def test_single_step_files_with_a_scalar_time(sample_new, tmp_path):
+    """One field per file, time as a scalar coordinate and no time dimension (what cfgrib
+    and xarray write for one step): each file is one step, and they combine into a series
+    equal to the month file's first steps."""
+    src = sample_new / "era5_single-levels_2019-01.nc"
+    with xr.open_dataset(src) as ds:
+        ds = ds.isel(valid_time=slice(0, 3)).load()
+    files = []
+    for i in (2, 0, 1):
+        f = tmp_path / f"step{i}.nc"
+        ds.isel(valid_time=i).to_netcdf(f)
+        files.append(f)
+    with xr.open_dataset(files[0]) as one:
+        assert "valid_time" not in one.dims and one["valid_time"].ndim == 0
+    with open_file(files[0]) as one:
+        assert one.sizes["time"] == 1 and one["expver"].values.tolist() == ["0001"]
+    got = open_era5(files).dataset
+    with open_file(src) as whole:
+        want = whole.isel(time=slice(0, 3))
+        np.testing.assert_array_equal(got["time"].values, want["time"].values)
+        np.testing.assert_array_equal(got["t2m"].values, want["t2m"].values)
+        np.testing.assert_array_equal(got["sst"].values, want["sst"].values)
+
+
+def _with_levels(src, path, name: str, values, units: str):
+    with xr.open_dataset(src) as ds:
+        ds = ds.isel(valid_time=slice(0, 4)).load()
+    ds = ds.rename({"pressure_level": name})
+    ds = ds.assign_coords({name: (name, np.asarray(values, dtype=np.float64),
+                                  {"units": units})})
+    ds.to_netcdf(path)
+    return path
+
+
+def test_pressure_levels_in_pa_whatever_the_name(sample_new, tmp_path):
+    """CDO's conversions name the vertical coordinate ``plev`` and give it in Pa: the
+    levels are read in hPa from their units, so ``z500`` is found and equal to the CDS
+    file's; a vertical coordinate that is not a pressure is refused, naming the file."""
+    src = sample_new / "era5_pressure-levels_2019-01.nc"
+    plev = _with_levels(src, tmp_path / "cdo.nc", "plev", [50000.0, 85000.0], "Pa")
+    with open_file(plev) as got, open_file(src) as want:
+        assert got["level"].values.tolist() == [500.0, 850.0]
+        z = select_channels(got, ["z500"])["z500"].values
+        np.testing.assert_array_equal(z, want["z"].sel(level=500.0).values[:4])
+    mbar = _with_levels(src, tmp_path / "mbar.nc", "isobaricInhPa", [500, 850], "millibars")
+    with open_file(mbar) as got:
+        assert got["level"].values.tolist() == [500.0, 850.0]
+    theta = _with_levels(src, tmp_path / "theta.nc", "level", [320.0, 350.0], "K")
+    with pytest.raises(InputError, match=r"theta.nc: vertical coordinate 'level' is in 'K', "
+                                         r"not a pressure"):
+        open_file(theta)

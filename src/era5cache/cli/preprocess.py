@@ -11,7 +11,9 @@ from . import csv_list
 def add(sub) -> None:
     pp = sub.add_parser("preprocess", help="run the Dask job: NetCDF -> Zarr + HDF5 cache")
     pp.add_argument("config", nargs="?", help="recipe YAML (default: built-in defaults)")
-    pp.add_argument("--input", action="append", help="input path, folder or glob (repeatable)")
+    pp.add_argument("--input", action="extend", nargs="+", metavar="PATH",
+                    help="input paths, folders or globs: any number after one --input "
+                         "(a shell glob), and --input may repeat")
     pp.add_argument("--output")
     pp.add_argument("--variables", type=csv_list, help="channels, e.g. sst,t2m,z500")
     pp.add_argument("--scheduler", help="address of a running Dask scheduler")

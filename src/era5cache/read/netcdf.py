@@ -90,7 +90,13 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: not a readable NetCDF file ({reason})") from exc
     check_classic_size(path, raw)
+    opened = raw  # what closes the file
     tdim = _find(raw, TIME_NAMES)
+    single = tdim is None and next((n for n in TIME_NAMES if n in raw.coords
+                                    and raw[n].ndim == 0), None)
+    if single:  # one field, time as a scalar coordinate (cfgrib, xarray): one step
+        raw = raw.expand_dims(single)
+        tdim = single
     lat = _find(raw, LAT_NAMES, ("degrees_north", "degree_north"))
     lon = _find(raw, LON_NAMES, ("degrees_east", "degree_east"))
     if tdim is None or lat is None or lon is None:
@@ -98,7 +104,8 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
                    if v is None]
         raise InputError(f"{path}: no {'/'.join(missing)} dimension found "
                          f"(dims: {dict(raw.sizes)})")
-    level = _find(raw, LEVEL_NAMES, ("hPa", "millibars", "mbar"))
+    level = _find(raw, LEVEL_NAMES, ("hPa", "millibars", "mbar", "Pa"))
+    units_per_hpa = _pressure_unit(raw, level, path) if level else None
     ren = {tdim: "time", lat: "lat", lon: "lon"} | ({level: "level"} if level else {})
     ds = raw.rename(ren)
     if "number" in ds.variables:
@@ -117,7 +124,7 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
         4 * int(np.prod([ds.sizes[d] for d in ds[v].dims if d not in ("time", "level")]))
         for v in ds.data_vars
     )
-    depth = time_chunk_depth(raw, tdim, data_vars)
+    depth = None if single else time_chunk_depth(raw, tdim, data_vars)
     nt = int(min(ds.sizes["time"], block_steps(step_bytes, chunk_bytes, align_steps, depth,
                                                max_block_bytes)))
     # a per-step expver coordinate is read before chunking makes it a Dask array (computed
@@ -140,7 +147,7 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
     if not np.all(np.diff(ds["time"].values) > np.timedelta64(0)):
         ds = ds.isel(time=np.argsort(ds["time"].values, kind="stable"))
     if "level" in ds.dims:
-        ds = ds.assign_coords(level=ds["level"].values.astype(np.float64))
+        ds = ds.assign_coords(level=ds["level"].values.astype(np.float64) / units_per_hpa)
     out = xr.Dataset(attrs=dict(raw.attrs))
     for v in ds.data_vars:
         da = ds[v] if ds[v].dtype == np.float32 else ds[v].astype(np.float32)
@@ -155,8 +162,24 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
         out["level"].attrs = {"units": "hPa", "long_name": "pressure level"}
     for name in out.variables:
         out[name].encoding = {}
-    out.set_close(raw.close)
+    out.set_close(opened.close)
     return out
+
+
+# units of a pressure coordinate per hPa (CF / UDUNITS spellings; no units: hPa, as the CDS)
+PRESSURE_UNITS = {"hpa": 1.0, "millibars": 1.0, "millibar": 1.0, "mbar": 1.0, "mb": 1.0,
+                  "pa": 100.0, "": 1.0}
+
+
+def _pressure_unit(raw: xr.Dataset, level: str, path: Path) -> float:
+    """Units of the vertical coordinate ``level`` per hPa (100 for Pa); :class:`InputError` when its
+    units are not a pressure (model levels, isentropic levels, heights)."""
+    units = str(raw[level].attrs.get("units", "")).strip()
+    factor = PRESSURE_UNITS.get(units.lower())
+    if factor is None:
+        raise InputError(f"{path}: vertical coordinate {level!r} is in {units!r}, not a "
+                         "pressure (Pa, hPa, millibars); era5cache reads pressure levels only")
+    return factor
 
 
 def _sorter(values: np.ndarray) -> slice | np.ndarray:
