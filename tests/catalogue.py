@@ -177,6 +177,16 @@ def other_month(good: Path, case: Path):
     return [write_good_sample(case, start="2019-03-01T00", end="2019-03-10T18")], None
 
 
+def ensemble(good: Path, case: Path):
+    """Three members on a ``number`` dimension (ERA5's EDA) and no ``member:`` set."""
+    case.mkdir(parents=True, exist_ok=True)
+    bad = case / good.name
+    with xr.open_dataset(good) as ds:
+        ds = ds.load().drop_vars("number")
+    xr.concat([ds, ds + 1, ds + 2], dim="number").assign_coords(number=[0, 1, 2]).to_netcdf(bad)
+    return [bad], bad
+
+
 def bad_recipe(good: Path, case: Path):
     """A recipe whose ``chunk_steps`` is not a number (given as the job's CONFIG)."""
     case.mkdir(parents=True, exist_ok=True)
@@ -215,6 +225,7 @@ CASES = (
     Case("all-NaN time steps", all_nan_steps, "all-NaN time step"),
     Case("infinite values", infinite_values, "infinite values"),
     Case("unexpected units", celsius, "units"),
+    Case("ensemble without member:", ensemble, "holds 3 ensemble members"),
     Case("recipe value of the wrong type", bad_recipe, "chunk_steps: Input should be a valid "
          "integer"),
     # A Zarr chunk of this input is ~0.6 MB, the HDF5 file 4.6 MB.

@@ -41,6 +41,9 @@ RECIPE_CASES = [
     ("sample: {layout: grib}", "sample.layout: Input should be 'new' or 'legacy'"),
     ("sample: {resolution: 0.7}", "sample: resolution 0.7 does not divide 360 degrees"),
     ("chunksteps: 12", "chunksteps: unknown key"),
+    ("member: -1", "member: Input should be greater than or equal to 0"),
+    ("member: all", "member: Input should be a valid integer, unable to parse string as an "
+                   "integer, or Input should be 'mean' (got 'all')"),
     ("source: x.yaml", "source: unknown key"),
     ("- a list", "expected a mapping at the top level"),
 ]
@@ -81,6 +84,12 @@ def test_command_line_overrides_are_checked_too():
     assert (t.trainer.batch_size, t.trainer.devices, t.trainer.max_epochs) == (7, 2, 500)
     with pytest.raises(ConfigError, match=r"^command line: trainer.num_workers"):
         override(t, "trainer", num_workers=-2)
+
+
+def test_member_is_an_output_setting_only_when_set():
+    assert "member" not in PreprocessConfig().output_settings()  # older caches stay current
+    assert PreprocessConfig(member=2).output_settings()["member"] == 2
+    assert PreprocessConfig(member="mean").output_settings()["member"] == "mean"
 
 
 def test_models_are_frozen_and_round_trip_through_json():

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -58,16 +59,29 @@ def with_changes(model: M, changes: dict[str, Any], where: str = "command line")
     return model if data == dict(model) else validate(type(model), data, where)
 
 
+_UNION_BRANCH = re.compile(r"(constrained-|literal\[|function-|tuple\[|list\[|dict\[|"
+                           r"(int|str|float|bool|none)$)")
+
+
 def describe(exc: ValidationError) -> str:
-    """One line for a pydantic validation error: the first problem's key path, message and
-    the value given."""
-    errors = exc.errors(include_url=False)
+    """One line for a pydantic validation error: the first problem's key path, its message
+    (a value that fits none of a union's forms: each form's message, joined by "or"), the
+    value given, and how many more keys have problems."""
+    by_key: dict[str, list[dict]] = {}
+    for e in exc.errors(include_url=False):
+        loc = [str(p) for p in e["loc"] if not _UNION_BRANCH.match(str(p))]
+        by_key.setdefault(".".join(loc), []).append(e)
+    key, errors = next(iter(by_key.items()))
     first = errors[0]
-    key = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-        msg = "unknown key"
-    elif "input" in first and not isinstance(first["input"], dict | list):
+    msgs = []
+    for e in errors:
+        m = "unknown key" if e["type"] in ("extra_forbidden", "unexpected_keyword_argument") \
+            else e["msg"].removeprefix("Value error, ")
+        if m not in msgs:
+            msgs.append(m)
+    msg = ", or ".join(msgs)
+    if first["type"] not in ("extra_forbidden", "unexpected_keyword_argument") and \
+            "input" in first and not isinstance(first["input"], dict | list):
         msg += f" (got {first['input']!r})"
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    more = f" (and {len(by_key) - 1} more problem(s))" if len(by_key) > 1 else ""
     return f"{key}: {msg}{more}" if key else f"{msg}{more}"

@@ -10,7 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import ConfigError
 from ..timeaxis import Periods
@@ -50,7 +58,8 @@ class PreprocessConfig(BaseModel):
     ``variables``: channel names ('sst', 't2m', 'z500'); None keeps every variable of the
     inputs, one channel per pressure level. ``valid_share``: per-channel minimum valid share of
     a target cell's area (see README), ``default`` for the rest. ``chunk_steps``: time steps
-    per Zarr chunk (and per unit of work). ``source``: the recipe file, for messages.
+    per Zarr chunk (and per unit of work). ``member``: which member of an ensemble input (an
+    index from 0, or ``mean``; None refuses ensembles). ``source``: the recipe file.
     """
 
     model_config = _FROZEN
@@ -64,6 +73,7 @@ class PreprocessConfig(BaseModel):
     dask: DaskSettings = Field(default_factory=DaskSettings)
     hash_inputs: bool = True
     all_nan_steps: Literal["fail", "skip"] = "fail"
+    member: NonNegativeInt | Literal["mean"] | None = None
     sample: SampleSpec | None = None
     source: str | None = None
 
@@ -93,9 +103,12 @@ class PreprocessConfig(BaseModel):
 
     def output_settings(self) -> dict:
         """The settings that decide the bytes of the outputs (not where or how fast)."""
-        return {"variables": None if self.variables is None else list(self.variables),
-                "valid_share": dict(self.valid_share), "chunk_steps": self.chunk_steps,
-                "periods": self.periods.to_json(), "all_nan_steps": self.all_nan_steps}
+        out = {"variables": None if self.variables is None else list(self.variables),
+               "valid_share": dict(self.valid_share), "chunk_steps": self.chunk_steps,
+               "periods": self.periods.to_json(), "all_nan_steps": self.all_nan_steps}
+        if self.member is not None:  # absent otherwise: caches made before it stay current
+            out["member"] = self.member
+        return out
 
     def threshold(self, channel: str) -> float:
         table = self.valid_share

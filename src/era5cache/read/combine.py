@@ -17,6 +17,7 @@ from ..timeaxis import TimeAxis, analyse
 from .blocks import TARGET_CHUNK_BYTES
 from .expver import FINAL, PRELIMINARY
 from .files import expand_inputs
+from .members import Member
 from .netcdf import check_units, open_file
 
 
@@ -57,8 +58,8 @@ class Era5Inputs:
 
 def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | None = None,
               chunk_bytes: int = TARGET_CHUNK_BYTES, extract_dir: Path | None = None,
-              align_steps: int | None = None, max_block_bytes: int | None = None
-              ) -> Era5Inputs:
+              align_steps: int | None = None, max_block_bytes: int | None = None,
+              member: Member = None) -> Era5Inputs:
     """Open and combine ERA5 files into one normalised dataset.
 
     Rules: files are decoded one by one and then concatenated along time per product (files
@@ -67,13 +68,14 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
     naming both files); all files must share one grid; every variable must cover every step.
     ``variables`` restricts the ERA5 short names kept. The time axis is analysed (step, gaps,
     irregular steps) but not enforced here: callers decide. ``chunk_bytes``,
-    ``align_steps`` and ``max_block_bytes``: the read blocks (:func:`block_steps`).
+    ``align_steps`` and ``max_block_bytes``: the read blocks (:func:`block_steps`);
+    ``member``: which ensemble member (:mod:`.members`).
     """
     files = expand_inputs([str(p) for p in paths], extract_dir)
     opened: list[tuple[Path, xr.Dataset]] = []
     grid: tuple[Path, SourceGrid] | None = None
     for f in files:
-        ds = open_file(f, chunk_bytes, align_steps, max_block_bytes)
+        ds = open_file(f, chunk_bytes, align_steps, max_block_bytes, member)
         if variables is not None:
             keep = [v for v in ds.data_vars if v in variables]
             if not keep:

@@ -20,6 +20,7 @@ import xarray as xr
 from ..errors import InputError
 from .blocks import TARGET_CHUNK_BYTES, block_steps, time_chunk_depth
 from .expver import FINAL, collapse_expver_dim, expver_str
+from .members import Member, mean_of_members, pick_member
 
 TIME_NAMES = ("valid_time", "time")
 LEVEL_NAMES = ("pressure_level", "level", "isobaricInhPa", "plev")
@@ -75,11 +76,12 @@ def check_classic_size(path: Path, raw: xr.Dataset) -> None:
 
 
 def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
-              align_steps: int | None = None, max_block_bytes: int | None = None
-              ) -> xr.Dataset:
+              align_steps: int | None = None, max_block_bytes: int | None = None,
+              member: Member = None) -> xr.Dataset:
     """Open one ERA5 NetCDF file and normalise it (see module docstring). Lazy (Dask): read
     blocks of about ``chunk_bytes`` decoded, aligned to ``align_steps`` and to the file's
-    own time chunks where those fit in ``max_block_bytes`` (:func:`block_steps`)."""
+    own time chunks where those fit in ``max_block_bytes`` (:func:`block_steps`). An ensemble
+    gives the ``member`` asked for (:mod:`.members`)."""
     path = Path(path)
     try:
         raw = xr.open_dataset(path, engine="netcdf4", chunks=None, decode_timedelta=False,
@@ -108,11 +110,7 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
     units_per_hpa = _pressure_unit(raw, level, path) if level else None
     ren = {tdim: "time", lat: "lat", lon: "lon"} | ({level: "level"} if level else {})
     ds = raw.rename(ren)
-    if "number" in ds.variables:
-        if ds["number"].size > 1:
-            raise InputError(f"{path}: holds {ds['number'].size} ensemble members; "
-                             "era5cache handles the reanalysis (one member) only")
-        ds = ds.drop_vars("number").squeeze([d for d in ("number",) if d in ds.dims], drop=True)
+    ds = pick_member(ds, path, member)
     grid_dims = {"time", "lat", "lon"}
     data_vars = [v for v in ds.data_vars if grid_dims <= set(ds[v].dims)]
     if not data_vars:
@@ -130,7 +128,10 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
     # a per-step expver coordinate is read before chunking makes it a Dask array (computed
     # through Dask it costs a graph execution per file at planning)
     ev = ds["expver"].values if "expver" in ds.coords and "expver" not in ds.dims else None
-    ds = ds.chunk({"time": nt} | ({"level": 1} if "level" in ds.dims else {}))
+    ds = ds.chunk({"time": nt} | ({"level": 1} if "level" in ds.dims else {})
+                  | ({"number": -1} if "number" in ds.dims else {}))
+    if member == "mean":
+        ds = mean_of_members(ds)
     if "expver" in ds.dims:
         ds = collapse_expver_dim(ds, path)
     elif ev is not None:

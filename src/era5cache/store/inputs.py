@@ -50,7 +50,8 @@ def open_inputs(cfg: PreprocessConfig, extract_dir: Path | None = None,
     channels = channels or cfg.variables
     inputs = open_era5(list(cfg.inputs), variables=base_names(channels),
                        chunk_bytes=read_chunk_bytes(cfg), extract_dir=extract_dir,
-                       align_steps=cfg.chunk_steps, max_block_bytes=read_block_ceiling(cfg))
+                       align_steps=cfg.chunk_steps, max_block_bytes=read_block_ceiling(cfg),
+                       member=cfg.member)
     channels = channels or tuple(all_channels(inputs.dataset))
     ds = select_channels(inputs.dataset, channels, where=str(inputs.files[0]))
     if inputs.axis.irregular:
