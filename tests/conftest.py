@@ -54,7 +54,7 @@ def run_cdo_remapcon(cdo: str, src: Path, dst: Path, tmp: Path, area_min: float 
     op = f"remapcon,{grid}"
     if var:
         op = f"{op} -selname,{var}"
-    cmd = [cdo, "-s", "-b", "F64", *op.split(" "), str(src), str(dst)]
+    cmd = [cdo, "-s", "-f", "nc4", "-b", "F64", *op.split(" "), str(src), str(dst)]
     subprocess.run(cmd, check=True, env=env, capture_output=True)
 
 

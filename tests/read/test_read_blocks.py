@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from era5cache.read.blocks import block_steps
-from era5cache.read.netcdf import open_file
+from era5cache.read.normalise import open_file
 
 
 def test_read_block_steps():

@@ -10,7 +10,7 @@ import xarray as xr
 
 from era5cache.errors import InputError
 from era5cache.read.combine import open_era5
-from era5cache.read.netcdf import open_file
+from era5cache.read.normalise import open_file
 
 OFFSETS = (0.0, 1.5, -4.0)  # member k = the CDS field + OFFSETS[k]
 

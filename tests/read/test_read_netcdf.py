@@ -14,7 +14,7 @@ from conftest import need_realdata, raw_decode, realdata_files
 from era5cache.errors import InputError
 from era5cache.read.channels import select_channels
 from era5cache.read.combine import open_era5
-from era5cache.read.netcdf import open_file
+from era5cache.read.normalise import open_file
 
 
 def _raw_sorted(path, var):

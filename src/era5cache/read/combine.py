@@ -18,7 +18,7 @@ from .blocks import TARGET_CHUNK_BYTES
 from .expver import FINAL, PRELIMINARY
 from .files import expand_inputs
 from .members import Member
-from .netcdf import check_units, open_file
+from .normalise import check_units, open_parts
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Era5Inputs:
 def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | None = None,
               chunk_bytes: int = TARGET_CHUNK_BYTES, extract_dir: Path | None = None,
               align_steps: int | None = None, max_block_bytes: int | None = None,
-              member: Member = None) -> Era5Inputs:
+              member: Member = None, index_dir: Path | None = None) -> Era5Inputs:
     """Open and combine ERA5 files into one normalised dataset.
 
     Rules: files are decoded one by one and then concatenated along time per product (files
@@ -69,26 +69,29 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
     ``variables`` restricts the ERA5 short names kept. The time axis is analysed (step, gaps,
     irregular steps) but not enforced here: callers decide. ``chunk_bytes``,
     ``align_steps`` and ``max_block_bytes``: the read blocks (:func:`block_steps`);
-    ``member``: which ensemble member (:mod:`.members`).
+    ``member``: which ensemble member (:mod:`.members`); ``index_dir``: where GRIB index
+    files go (:func:`.grib.open_grib`). A GRIB file gives one part per variable, combined
+    like files of one variable each.
     """
     files = expand_inputs([str(p) for p in paths], extract_dir)
     opened: list[tuple[Path, xr.Dataset]] = []
     grid: tuple[Path, SourceGrid] | None = None
     for f in files:
-        ds = open_file(f, chunk_bytes, align_steps, max_block_bytes, member)
-        if variables is not None:
-            keep = [v for v in ds.data_vars if v in variables]
-            if not keep:
-                continue
-            ds = ds[keep]
-        check_units(ds, f)
-        g = SourceGrid(ds["lat"].values, ds["lon"].values)
-        if grid is None:
-            grid = (f, g)
-        elif not grid[1].same_as(g):
-            raise InputError(f"{f}: grid {g.describe()} differs from {grid[0]} "
-                             f"({grid[1].describe()}); regrid them in separate runs")
-        opened.append((f, ds))
+        for ds in open_parts(f, chunk_bytes, align_steps, max_block_bytes, member, index_dir):
+            if variables is not None:
+                keep = [v for v in ds.data_vars if v in variables]
+                if not keep:
+                    ds.close()
+                    continue
+                ds = ds[keep]
+            check_units(ds, f)
+            g = SourceGrid(ds["lat"].values, ds["lon"].values)
+            if grid is None:
+                grid = (f, g)
+            elif not grid[1].same_as(g):
+                raise InputError(f"{f}: grid {g.describe()} differs from {grid[0]} "
+                                 f"({grid[1].describe()}); regrid them in separate runs")
+            opened.append((f, ds))
     closers = tuple(ds.close for _, ds in opened)
     if not opened:
         raise InputError(f"{files[0] if files else paths}: none of the inputs holds "
@@ -134,8 +137,21 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
     )
 
 
+def _listed(values) -> str:
+    return "none" if values is None else ", ".join(f"{v:g}" for v in values)
+
+
 def _concat_dedup(members: list[tuple[Path, xr.Dataset]]):
     src = np.concatenate([np.full(ds.sizes["time"], str(f), dtype=object) for f, ds in members])
+    first_file, first = members[0]
+    for f, other in members[1:]:
+        for dim in ("level", "number"):
+            a = first[dim].values if dim in first.dims else None
+            b = other[dim].values if dim in other.dims else None
+            if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+                raise InputError(f"{f}: {dim}s {_listed(b)} differ from {first_file}'s "
+                                 f"({_listed(a)}) for {', '.join(map(str, other.data_vars))}; "
+                                 "give every file the same ones")
     ds = members[0][1] if len(members) == 1 else xr.concat(
         [m[1] for m in members], dim="time", data_vars="minimal", coords="minimal",
         compat="override", join="override", combine_attrs="override")

@@ -8,17 +8,21 @@ import zipfile
 from pathlib import Path
 
 from ..errors import InputError
+from .grib import GRIB_SUFFIXES
+
+INPUT_SUFFIXES = (".nc", *GRIB_SUFFIXES)  # what a folder, or a ZIP archive, contributes
 
 
 def list_inputs(patterns: list[str] | tuple[str, ...]) -> list[Path]:
-    """The files that paths, directories (their *.nc and *.zip) and globs name, unique, in
-    order; ZIP archives are listed, not opened. :class:`InputError` when a pattern matches
-    nothing."""
+    """The files that paths, directories (their NetCDF and GRIB files, :data:`INPUT_SUFFIXES`,
+    and ZIP archives) and globs name, unique, in order; ZIP archives are listed, not opened.
+    :class:`InputError` when a pattern matches nothing."""
     files: list[Path] = []
     for pat in patterns:
         p = Path(pat)
         if p.is_dir():
-            matches = sorted(str(x) for x in p.glob("*.nc")) + sorted(
+            matches = sorted(str(x) for x in p.iterdir()
+                             if x.suffix.lower() in INPUT_SUFFIXES) + sorted(
                 str(x) for x in p.glob("*.zip"))
         else:
             matches = sorted(glob.glob(str(pat))) or ([str(p)] if p.exists() else [])
@@ -36,8 +40,8 @@ def list_inputs(patterns: list[str] | tuple[str, ...]) -> list[Path]:
 
 def expand_inputs(patterns: list[str] | tuple[str, ...], extract_dir: Path | None = None
                   ) -> list[Path]:
-    """:func:`list_inputs`, with CDS ZIP archives unpacked: their NetCDF members are
-    extracted into ``extract_dir`` (default: a folder beside the archive)."""
+    """:func:`list_inputs`, with CDS ZIP archives unpacked: their NetCDF and GRIB members
+    are extracted into ``extract_dir`` (default: a folder beside the archive)."""
     files: list[Path] = []
     for f in list_inputs(patterns):
         if zipfile.is_zipfile(f):
@@ -52,14 +56,14 @@ def _extract_zip(path: Path, extract_dir: Path | None) -> list[Path]:
     dest.mkdir(parents=True, exist_ok=True)
     out = []
     with zipfile.ZipFile(path) as zf:
-        members = [m for m in zf.namelist() if m.endswith(".nc") and not m.endswith("/")]
+        members = [m for m in zf.namelist() if Path(m).suffix.lower() in INPUT_SUFFIXES]
         if not members:
-            raise InputError(f"{path}: ZIP archive holds no .nc file")
+            raise InputError(f"{path}: ZIP archive holds no NetCDF or GRIB file")
         for m in members:
             target = dest / Path(m).name
             info = zf.getinfo(m)
             if not target.exists() or target.stat().st_size != info.file_size:
-                tmp = target.with_suffix(".nc.tmp")
+                tmp = target.with_name(target.name + ".tmp")
                 with zf.open(m) as src, open(tmp, "wb") as dst:
                     while chunk := src.read(1 << 22):
                         dst.write(chunk)

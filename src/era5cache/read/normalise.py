@@ -1,0 +1,234 @@
+"""One ERA5 input file (NetCDF in either CDS layout or converted by CDO/NCO, or GRIB)
+opened into the normalised form.
+
+Normalised form: dimension ``time`` (ascending, unique, datetime64), optional ``level`` (hPa),
+``lat`` ascending and ``lon`` in [0, 360) ascending; one float32 variable per ERA5 short name
+in physical units, NaN where missing; a per-step string coordinate ``expver`` ('0001' final
+ERA5, '0005' preliminary ERA5T). Each file is decoded with its own ``scale_factor`` /
+``add_offset`` *before* files are combined, and the encoding is dropped so that no packing
+leaks into the outputs. Data stay lazy (Dask) except where a decision needs values: collapsing
+a legacy ``expver`` dimension and comparing duplicate steps.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..errors import InputError
+from .blocks import TARGET_CHUNK_BYTES, block_steps, time_chunk_depth
+from .expver import FINAL, collapse_expver_dim, expver_str
+from .grib import is_grib, open_grib
+from .members import Member, mean_of_members, pick_member
+from .netcdf import open_netcdf
+
+TIME_NAMES = ("valid_time", "time")
+LEVEL_NAMES = ("pressure_level", "level", "isobaricInhPa", "plev")
+LAT_NAMES = ("latitude", "lat", "nav_lat", "y")
+LON_NAMES = ("longitude", "lon", "nav_lon", "x")
+# GRIB short names that CDO keeps as NetCDF variable names (`cdo -f nc4 copy x.grib x.nc`),
+# with the names the CDS and cfgrib give the same parameters
+GRIB_SHORT_NAMES = {"2t": "t2m", "2d": "d2m", "10u": "u10", "10v": "v10", "100u": "u100",
+                    "100v": "v100", "10si": "si10"}
+
+
+def _find(ds: xr.Dataset, names: tuple[str, ...], units: tuple[str, ...] = ()) -> str | None:
+    for n in names:
+        if n in ds.dims:
+            return n
+    for n in ds.dims:
+        if n in ds.variables and ds[n].attrs.get("units") in units and units:
+            return n
+    return None
+
+
+# Units ERA5 delivers for the variables users most often take (CDS spellings and CF ones).
+EXPECTED_UNITS = {
+    **dict.fromkeys(("t2m", "sst", "t", "d2m", "skt", "stl1"), ("K", "kelvin", "Kelvin")),
+    "z": ("m**2 s**-2", "m2 s-2", "m^2/s^2", "m2/s2"),
+    **dict.fromkeys(("u", "v", "u10", "v10", "u100", "v100"), ("m s**-1", "m s-1", "m/s")),
+    **dict.fromkeys(("msl", "sp"), ("Pa",)),
+}
+
+
+def check_units(ds: xr.Dataset, path: Path) -> None:
+    """A known variable in unexpected units (say degC for t2m) is an error, not a silent
+    offset of 273.15 in the cache. Variables without a units attribute pass."""
+    for v in ds.data_vars:
+        units = ds[v].attrs.get("units")
+        want = EXPECTED_UNITS.get(v)
+        if units is not None and want is not None and str(units).strip() not in want:
+            raise InputError(f"{path}: variable {v!r} is in {units!r}, ERA5 delivers it in "
+                             f"{want[0]!r}; convert the file or drop the variable")
+
+
+def open_parts(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
+               align_steps: int | None = None, max_block_bytes: int | None = None,
+               member: Member = None, index_dir: Path | None = None) -> list[xr.Dataset]:
+    """Open one ERA5 file, NetCDF or GRIB (:func:`.grib.is_grib`), normalised (see module
+    docstring): one dataset for NetCDF, one per variable and message group for GRIB
+    (:func:`.grib.open_grib`; ``index_dir`` takes cfgrib's index files). Lazy (Dask): read
+    blocks of about ``chunk_bytes`` decoded, aligned to ``align_steps`` and to the file's
+    own time chunks where those fit in ``max_block_bytes`` (:func:`block_steps`). An
+    ensemble gives the ``member`` asked for (:mod:`.members`)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    raws = open_grib(path, index_dir) if is_grib(path) else [open_netcdf(path)]
+    return [normalise(raw, path, chunk_bytes, align_steps, max_block_bytes, member)
+            for raw in raws]
+
+
+def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
+              align_steps: int | None = None, max_block_bytes: int | None = None,
+              member: Member = None, index_dir: Path | None = None) -> xr.Dataset:
+    """:func:`open_parts` as one dataset: a GRIB file's parts merged (their time steps must
+    agree, else :class:`InputError`)."""
+    parts = open_parts(path, chunk_bytes, align_steps, max_block_bytes, member, index_dir)
+    if len(parts) == 1:
+        return parts[0]
+    try:
+        merged = xr.merge(parts, join="exact", compat="override",
+                          combine_attrs="drop_conflicts")
+    except ValueError as exc:
+        raise InputError(f"{path}: its variables cover different time steps; "
+                         "read it with open_era5, which combines them") from exc
+    merged.set_close(lambda: [p.close() for p in parts])
+    return merged
+
+
+def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES,
+              align_steps: int | None = None, max_block_bytes: int | None = None,
+              member: Member = None) -> xr.Dataset:
+    """One raw dataset of ``path`` (as :func:`.netcdf.open_netcdf` or
+    :func:`.grib.open_grib` give it) in the normalised form; closing the result closes
+    ``raw``."""
+    opened = raw  # what closes the file
+    tdim = _find(raw, TIME_NAMES)
+    single = tdim is None and next((n for n in TIME_NAMES if n in raw.coords
+                                    and raw[n].ndim == 0), None)
+    if single:  # one field, time as a scalar coordinate (cfgrib, xarray): one step
+        raw = raw.expand_dims(single)
+        tdim = single
+    lat = _find(raw, LAT_NAMES, ("degrees_north", "degree_north"))
+    lon = _find(raw, LON_NAMES, ("degrees_east", "degree_east"))
+    if tdim is None or lat is None or lon is None:
+        missing = [n for n, v in (("time", tdim), ("latitude", lat), ("longitude", lon))
+                   if v is None]
+        raise InputError(f"{path}: no {'/'.join(missing)} dimension found "
+                         f"(dims: {dict(raw.sizes)})")
+    level = _find(raw, LEVEL_NAMES, ("hPa", "millibars", "mbar", "Pa"))
+    scalar_level = level is None and next(
+        (n for n in LEVEL_NAMES if n in raw.coords and raw[n].ndim == 0), None)
+    if scalar_level:  # one pressure level, squeezed to a scalar coordinate (cfgrib)
+        raw = raw.expand_dims(scalar_level)
+        level = scalar_level
+    units_per_hpa = _pressure_unit(raw, level, path) if level else None
+    ren = {tdim: "time", lat: "lat", lon: "lon"} | ({level: "level"} if level else {})
+    ren |= _era5_names(raw)
+    ds = raw.rename(ren)
+    ds = pick_member(ds, path, member)
+    grid_dims = {"time", "lat", "lon"}
+    data_vars = [v for v in ds.data_vars if grid_dims <= set(ds[v].dims)]
+    if not data_vars:
+        raise InputError(f"{path}: holds no variable on (time, latitude, longitude)")
+    ds = ds[data_vars]
+    # Chunk before any re-indexing so that sorting happens in memory on whole blocks read
+    # with plain slices (netCDF4 is slow with index arrays). One block <= chunk_bytes.
+    step_bytes = sum(
+        4 * int(np.prod([ds.sizes[d] for d in ds[v].dims if d not in ("time", "level")]))
+        for v in ds.data_vars
+    )
+    back = {new: old for old, new in ren.items()}
+    depth = None if single else time_chunk_depth(raw, tdim,
+                                                 [back.get(v, v) for v in data_vars])
+    nt = int(min(ds.sizes["time"], block_steps(step_bytes, chunk_bytes, align_steps, depth,
+                                               max_block_bytes)))
+    # a per-step expver coordinate is read before chunking makes it a Dask array (computed
+    # through Dask it costs a graph execution per file at planning)
+    ev = ds["expver"].values if "expver" in ds.coords and "expver" not in ds.dims else None
+    ds = ds.chunk({"time": nt} | ({"level": 1} if "level" in ds.dims else {})
+                  | ({"number": -1} if "number" in ds.dims else {}))
+    if member == "mean":
+        ds = mean_of_members(ds)
+    if "expver" in ds.dims:
+        ds = collapse_expver_dim(ds, path)
+    elif ev is not None:
+        ds = ds.assign_coords(expver=("time", np.array([expver_str(e) for e in np.atleast_1d(
+            ev)] if ev.ndim else [expver_str(ev.item())] * ds.sizes["time"], dtype="U4")))
+    else:
+        ds = ds.assign_coords(expver=("time", np.full(ds.sizes["time"], FINAL, dtype="U4")))
+    extra = [c for c in ds.coords if c not in ("time", "lat", "lon", "level", "expver")]
+    ds = ds.drop_vars(extra)
+    # Normalise coordinate order: lat ascending, lon in [0, 360) ascending, time ascending.
+    lon_vals = np.mod(ds["lon"].values.astype(np.float64), 360.0)
+    ds = ds.assign_coords(lon=lon_vals, lat=ds["lat"].values.astype(np.float64))
+    ds = ds.isel(lat=_sorter(ds["lat"].values), lon=_sorter(lon_vals))
+    if not np.all(np.diff(ds["time"].values) > np.timedelta64(0)):
+        ds = ds.isel(time=np.argsort(ds["time"].values, kind="stable"))
+    if "level" in ds.dims:  # in hPa, ascending (GRIB lists them from the ground up)
+        hpa = ds["level"].values.astype(np.float64) / units_per_hpa
+        ds = ds.assign_coords(level=hpa).isel(level=_sorter(hpa))
+    out = xr.Dataset(attrs=dict(raw.attrs))
+    for v in ds.data_vars:
+        attrs = raw[back.get(v, v)].attrs if back.get(v, v) in raw.variables else ds[v].attrs
+        da = ds[v] if ds[v].dtype == np.float32 else ds[v].astype(np.float32)
+        da = da.transpose("time", ..., "lat", "lon")
+        da.encoding = {}
+        da.attrs = {k: val for k, val in attrs.items() if not k.startswith("GRIB_")
+                    and k not in ("scale_factor", "add_offset", "_FillValue", "missing_value",
+                                  "coordinates")}
+        out[v] = da
+    out["lat"].attrs = {"units": "degrees_north", "long_name": "latitude"}
+    out["lon"].attrs = {"units": "degrees_east", "long_name": "longitude"}
+    if "level" in out.dims:
+        out["level"].attrs = {"units": "hPa", "long_name": "pressure level"}
+    for name in out.variables:
+        out[name].encoding = {}
+    out.set_close(opened.close)
+    return out
+
+
+# units of a pressure coordinate per hPa (CF / UDUNITS spellings; no units: hPa, as the CDS)
+PRESSURE_UNITS = {"hpa": 1.0, "millibars": 1.0, "millibar": 1.0, "mbar": 1.0, "mb": 1.0,
+                  "pa": 100.0, "": 1.0}
+
+
+def _pressure_unit(raw: xr.Dataset, level: str, path: Path) -> float:
+    """Units of the vertical coordinate ``level`` per hPa (100 for Pa); :class:`InputError` when its
+    units are not a pressure (model levels, isentropic levels, heights)."""
+    units = str(raw[level].attrs.get("units", "")).strip()
+    factor = PRESSURE_UNITS.get(units.lower())
+    if factor is None:
+        raise InputError(f"{path}: vertical coordinate {level!r} is in {units!r}, not a "
+                         "pressure (Pa, hPa, millibars); era5cache reads pressure levels only")
+    return factor
+
+
+def _era5_names(raw: xr.Dataset) -> dict[str, str]:
+    """Renames from GRIB short names (:data:`GRIB_SHORT_NAMES`, also CDO's member copies
+    ``2t_2`` ...) to ERA5's NetCDF names, where the NetCDF name is not taken."""
+    ren = {}
+    for v in raw.data_vars:
+        base, _, member = str(v).partition("_")
+        new = GRIB_SHORT_NAMES.get(base)
+        if new and (not member or member.isdigit()):
+            target = new + (f"_{member}" if member else "")
+            if target not in raw.variables:
+                ren[v] = target
+    return ren
+
+
+def _sorter(values: np.ndarray) -> slice | np.ndarray:
+    """An indexer that sorts ``values`` ascending: a slice (a view, no copy) when the values
+    are already ascending or descending, else an index array."""
+    d = np.diff(values)
+    if values.size < 2 or (d > 0).all():
+        return slice(None)
+    if (d < 0).all():
+        return slice(None, None, -1)
+    return np.argsort(values, kind="stable")
+

@@ -1,0 +1,257 @@
+"""GRIB inputs (editions 1 and 2): decoded values against CDO's decoding of the same file and
+against the NetCDF they were encoded from; mixed files, bitmaps, ensembles, ERA5T, ZIP
+archives, index files; and the bad files, each one line naming the file."""
+
+from __future__ import annotations
+
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REALDATA, need_realdata
+
+from era5cache.errors import InputError
+from era5cache.read.combine import open_era5
+from era5cache.read.files import expand_inputs
+from era5cache.read.normalise import open_file, open_parts
+from era5cache.sample.grib import Field, grib_from_netcdf, write_grib
+
+REAL_GRIB = REALDATA / "era5-2mt-2019-03-uk.grib"
+
+
+def _quantum(x: np.ndarray, bits: int = 16) -> float:
+    """Largest rounding error of simple packing with ``bits`` bits over the range of ``x``."""
+    return float(np.nanmax(x) - np.nanmin(x)) / (2**bits - 1)
+
+
+@pytest.fixture(scope="module")
+def gribs(sample_new, tmp_path_factory):
+    """January of the sample as GRIB 1 (single levels) and GRIB 2 (pressure levels), and
+    both in one file, as MARS writes a mixed request."""
+    tmp = tmp_path_factory.mktemp("grib")
+    sl = sample_new / "era5_single-levels_2019-01.nc"
+    pl = sample_new / "era5_pressure-levels_2019-01.nc"
+    g1 = grib_from_netcdf(sl, tmp / "sl.grib1", edition=1)
+    g2 = grib_from_netcdf(pl, tmp / "pl.grib2", edition=2)
+    mixed = tmp / "mixed.grib"
+    mixed.write_bytes(g2.read_bytes() + g1.read_bytes())
+    return {"sl": sl, "pl": pl, "g1": g1, "g2": g2, "mixed": mixed, "tmp": tmp}
+
+
+def test_real_cds_grib_equals_cdo_decoding(cdo, tmp_path):
+    need_realdata()
+    nc = tmp_path / "uk.nc"
+    subprocess.run([cdo, "-s", "-f", "nc4", "copy", str(REAL_GRIB), str(nc)], check=True)
+    grib2 = _to_edition_2(REAL_GRIB, tmp_path / "uk.grib2")  # as `grib_set -s edition=2`
+    with open_file(nc) as ref:  # CDO keeps GRIB's name 2t: read as t2m
+        want = ref["t2m"].values
+        times = ref["time"].values
+    for path in (REAL_GRIB, grib2):
+        with open_file(path) as got:
+            assert list(got.data_vars) == ["t2m"] and got["t2m"].attrs["units"] == "K"
+            assert got.sizes == {"time": 744, "lat": 33, "lon": 49}
+            np.testing.assert_array_equal(got["time"].values, times)
+            assert (got["expver"].values == "0001").all()
+            np.testing.assert_array_equal(got["lat"].values, np.arange(50, 58.01, 0.25))
+            np.testing.assert_array_equal(got["t2m"].values, want)
+
+
+def _to_edition_2(src: Path, dst: Path) -> Path:
+    import eccodes
+
+    with open(src, "rb") as f, open(dst, "wb") as out:
+        while (h := eccodes.codes_grib_new_from_file(f)) is not None:
+            eccodes.codes_set(h, "edition", 2)
+            eccodes.codes_write(h, out)
+            eccodes.codes_release(h)
+    return dst
+
+
+def test_cdo_grib2_of_ecmwf_parameters_is_an_unknown_parameter(cdo, tmp_path):
+    """CDO 2.1 writes ECMWF's GRIB 1 parameters into GRIB 2 as local discipline 255, which no
+    table defines: named as such, not read as an unnamed field."""
+    need_realdata()
+    grib2 = tmp_path / "cdo.grib2"
+    subprocess.run([cdo, "-s", "-f", "grb2", "copy", str(REAL_GRIB), str(grib2)], check=True)
+    with pytest.raises(InputError, match=r"cdo.grib2: message 1 holds a parameter eccodes "
+                                         r"does not know \(paramId 0"):
+        open_file(grib2)
+
+
+@pytest.mark.parametrize("key", ["g1", "g2", "mixed"])
+def test_sample_grib_equals_its_netcdf(gribs, key):
+    with open_file(gribs["sl"]) as sl, open_file(gribs["pl"]) as pl:
+        want = {"t2m": sl["t2m"].values, "sst": sl["sst"].values, "z": pl["z"].values}
+        times = sl["time"].values
+    names = {"g1": ["sst", "t2m"], "g2": ["z"], "mixed": ["z", "sst", "t2m"]}[key]
+    parts = open_parts(gribs[key])
+    assert [list(p.data_vars) for p in parts] == [[n] for n in names]  # one part a variable
+    for p in parts:
+        (v,) = p.data_vars
+        np.testing.assert_array_equal(p["time"].values, times)
+        got = p[v].values
+        assert got.dtype == np.float32 and got.shape == want[v].shape
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want[v]))  # bitmap: sst land
+        assert np.nanmax(np.abs(got - want[v])) <= _quantum(want[v]) * 0.51 + 1e-3
+        if v == "z":
+            np.testing.assert_array_equal(p["level"].values, [500.0, 850.0])
+        p.close()
+
+
+def test_one_message_is_one_step(gribs):
+    with open_file(gribs["sl"]) as sl:
+        f = sl["t2m"].isel(time=3)
+        lat, lon, t, values = sl["lat"].values[::-1], sl["lon"].values, f["time"].values, \
+            f.values[::-1]
+    one = write_grib([Field("t2m", None, t, values)], lat, lon, gribs["tmp"] / "one.grib")
+    with open_file(one) as got:
+        assert got.sizes["time"] == 1 and got["time"].values[0] == t
+        assert np.abs(got["t2m"].values[0] - f.values).max() <= _quantum(values)
+
+
+def test_era5t_and_final_in_one_file_final_wins(gribs):
+    with open_file(gribs["sl"]) as sl:
+        lat, lon = sl["lat"].values[::-1], sl["lon"].values
+        times = sl["time"].values[:6]
+        fields = [sl["t2m"].isel(time=i).values[::-1] for i in range(6)]
+    path = gribs["tmp"] / "era5t.grib"
+    # final for steps 0-3; ERA5T (+1 K) for steps 2-5, as a download spanning the switch
+    msgs = [Field("t2m", None, times[i], fields[i]) for i in range(4)]
+    msgs += [Field("t2m", None, times[i], fields[i] + 1.0, "0005") for i in range(2, 6)]
+    write_grib(msgs, lat, lon, path)
+    inputs = open_era5([path])
+    ds = inputs.dataset
+    np.testing.assert_array_equal(ds["time"].values, times)
+    assert list(ds["expver"].values) == ["0001"] * 4 + ["0005"] * 2
+    got = ds["t2m"].values
+    for i in range(6):
+        want = fields[i][::-1] + (1.0 if i >= 4 else 0.0)
+        assert np.abs(got[i] - want).max() <= _quantum(fields[i]) + 1e-4, i
+    assert inputs.dropped_duplicates == 2
+    inputs.close()
+
+
+def test_ensemble_grib_needs_a_member(gribs):
+    with open_file(gribs["sl"]) as sl:
+        lat, lon = sl["lat"].values[::-1], sl["lon"].values
+        t = sl["time"].values[:2]
+        base = [sl["t2m"].isel(time=i).values[::-1] for i in range(2)]
+    path = gribs["tmp"] / "eda.grib"
+    write_grib([Field("t2m", None, t[i], base[i] + k, number=k) for i in range(2)
+                for k in range(3)], lat, lon, path)
+    with pytest.raises(InputError, match=r"eda.grib: holds 3 ensemble members .*member:"):
+        open_file(path)
+    with open_file(path, member=2) as got:
+        for i in range(2):
+            assert np.abs(got["t2m"].values[i] - (base[i][::-1] + 2)).max() <= 0.01
+    with open_file(path, member="mean") as got:
+        assert np.abs(got["t2m"].values[0] - (base[0][::-1] + 1)).max() <= 0.01
+
+
+def test_grib_in_a_cds_zip_and_in_a_folder(gribs, tmp_path):
+    archive = tmp_path / "download.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(gribs["g1"], "data_stream-oper_stepType-instant.grib")
+    files = expand_inputs([str(archive)], tmp_path / "unzipped")
+    assert [f.name for f in files] == ["data_stream-oper_stepType-instant.grib"]
+    with open_file(files[0]) as got, open_file(gribs["g1"]) as want:
+        np.testing.assert_array_equal(got["t2m"].values, want["t2m"].values)
+    folder = expand_inputs([str(gribs["tmp"])])
+    assert {f.name for f in folder} >= {"sl.grib1", "pl.grib2", "mixed.grib"}
+
+
+def test_index_files_go_to_the_index_dir_never_beside_the_input(gribs, tmp_path):
+    before = set(gribs["tmp"].iterdir())
+    open_file(gribs["mixed"]).close()
+    index = tmp_path / "index"
+    open_file(gribs["mixed"], index_dir=index).close()
+    assert set(gribs["tmp"].iterdir()) == before
+    assert list(index.glob("mixed.grib.*.idx"))
+
+
+def test_identical_duplicate_messages_are_one_field(gribs, tmp_path):
+    twice = tmp_path / "twice.grib"
+    twice.write_bytes(gribs["g1"].read_bytes() * 2)
+    with open_file(twice) as got, open_file(gribs["g1"]) as want:
+        np.testing.assert_array_equal(got["sst"].values, want["sst"].values)
+
+
+# --- bad files: one line naming the file and the problem ---
+
+def _one_line(exc: pytest.ExceptionInfo, path: Path) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith(str(path))
+    return msg
+
+
+def test_truncated_grib(gribs, tmp_path):
+    data = gribs["g1"].read_bytes()
+    cut = tmp_path / "cut.grib"
+    cut.write_bytes(data[: len(data) - 1000])
+    with pytest.raises(InputError) as exc:
+        open_file(cut)
+    assert "truncated or damaged GRIB file: message 248 " in _one_line(exc, cut)
+    empty = tmp_path / "empty.grib"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="holds no GRIB message"):
+        open_file(empty)
+
+
+def test_unknown_parameter(gribs, tmp_path):
+    import eccodes
+
+    path = tmp_path / "unknown.grib2"
+    h = eccodes.codes_grib_new_from_samples("regular_ll_sfc_grib2")
+    for key, value in (("discipline", 0), ("parameterCategory", 0), ("parameterNumber", 250)):
+        eccodes.codes_set(h, key, value)
+    with open(path, "wb") as f:
+        eccodes.codes_write(h, f)
+    eccodes.codes_release(h)
+    with pytest.raises(InputError) as exc:
+        open_file(path)
+    assert "message 1 holds a parameter eccodes does not know" in _one_line(exc, path)
+
+
+@pytest.mark.parametrize("sample,grid", [("reduced_gg_pl_32_grib2", "reduced_gg"),
+                                         ("sh_ml_grib2", "sh")])
+def test_grids_that_are_not_regular_lat_lon(tmp_path, sample, grid):
+    import eccodes
+
+    path = tmp_path / f"{grid}.grib2"
+    h = eccodes.codes_grib_new_from_samples(sample)
+    with open(path, "wb") as f:
+        eccodes.codes_write(h, f)
+    eccodes.codes_release(h)
+    with pytest.raises(InputError) as exc:
+        open_file(path)
+    assert f"is on a {grid} grid (GRIB gridType); era5cache regrids regular " \
+           "latitude-longitude grids only" in _one_line(exc, path)
+
+
+def test_two_grids_in_one_file_and_across_files(gribs, tmp_path):
+    with open_file(gribs["sl"]) as sl:
+        coarse = sl["t2m"].isel(time=0, lat=slice(None, None, 2), lon=slice(None, None, 2))
+        lat, lon = coarse["lat"].values[::-1], coarse["lon"].values
+        one = write_grib([Field("t2m", None, coarse["time"].values, coarse.values[::-1])],
+                         lat, lon, tmp_path / "coarse.grib")
+    both = tmp_path / "both.grib"
+    both.write_bytes(gribs["g2"].read_bytes() + one.read_bytes())
+    with pytest.raises(InputError) as exc:
+        open_file(both)
+    assert "is on another grid than message 1 (91x180" in _one_line(exc, both)
+    with pytest.raises(InputError, match=r"coarse.grib: grid 91x180 .* differs from"):
+        open_era5([gribs["g2"], one])
+
+
+def test_conflicting_duplicate_messages(gribs, tmp_path):
+    with open_file(gribs["sl"]) as sl:
+        f = sl["t2m"].isel(time=0)
+        lat, lon = sl["lat"].values[::-1], sl["lon"].values
+        t, v = f["time"].values, f.values[::-1]
+    path = write_grib([Field("t2m", None, t, v), Field("t2m", None, t, v + 3.0)], lat, lon,
+                      tmp_path / "dup.grib")
+    with pytest.raises(InputError) as exc:
+        open_file(path)
+    assert "two different messages for 't2m'" in _one_line(exc, path)
