@@ -195,6 +195,68 @@ def bad_recipe(good: Path, case: Path):
     return [good], recipe
 
 
+def _grib_of(good: Path, case: Path, name: str = "era5_single-levels_2019-01.grib") -> Path:
+    from era5cache.sample.grib import grib_from_netcdf
+
+    case.mkdir(parents=True, exist_ok=True)
+    return grib_from_netcdf(good, case / name, edition=1)
+
+
+def _grib_sample_message(path: Path, sample: str, **keys) -> Path:
+    """One message from an eccodes sample (``keys`` set on it), written to ``path``."""
+    import eccodes
+
+    h = eccodes.codes_grib_new_from_samples(sample)
+    for k, v in keys.items():
+        eccodes.codes_set(h, k, v)
+    with open(path, "wb") as f:
+        eccodes.codes_write(h, f)
+    eccodes.codes_release(h)
+    return path
+
+
+def truncated_grib(good: Path, case: Path):
+    bad = _grib_of(good, case)
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size * 2 // 3])
+    return [bad], bad
+
+
+def unknown_grib_parameter(good: Path, case: Path):
+    """The good month as GRIB plus one message of a parameter no table defines."""
+    bad = _grib_of(good, case)
+    extra = _grib_sample_message(case / "extra.grib2", "regular_ll_sfc_grib2", discipline=0,
+                                 parameterCategory=0, parameterNumber=250)
+    bad.write_bytes(bad.read_bytes() + extra.read_bytes())
+    extra.unlink()
+    return [bad], bad
+
+
+def grib_different_grids(good: Path, case: Path):
+    other = write_good_sample(case / "coarse", start="2019-02-01T00", end="2019-02-05T18",
+                              resolution=2.0)
+    first = _grib_of(good, case)
+    second = _grib_of(other, case, "era5_single-levels_2019-02.grib")
+    shutil.rmtree(case / "coarse")
+    return [first, second], second
+
+
+def reduced_gaussian(good: Path, case: Path):
+    case.mkdir(parents=True, exist_ok=True)
+    bad = _grib_sample_message(case / "era5_t2m_N32.grib2", "reduced_gg_sfc_grib2")
+    return [bad], bad
+
+
+def isentropic_levels(good: Path, case: Path):
+    """Fields on a vertical coordinate in K (isentropic levels), not pressure."""
+    case.mkdir(parents=True, exist_ok=True)
+    bad = case / "era5_isentropic-levels_2019-01.nc"
+    with xr.open_dataset(good) as ds:
+        t = ds[["t2m"]].load().expand_dims(level=[300.0, 330.0])
+    t["level"].attrs = {"units": "K", "long_name": "potential temperature"}
+    t.to_netcdf(bad)
+    return [bad], bad
+
+
 def file_size_limit(nbytes: int) -> Callable[[], None]:
     """For a child process: files may not grow beyond ``nbytes`` (writes then fail with
     EFBIG, as on a full disk: Python ignores SIGXFSZ)."""
@@ -226,6 +288,12 @@ CASES = (
     Case("infinite values", infinite_values, "infinite values"),
     Case("unexpected units", celsius, "units"),
     Case("ensemble without member:", ensemble, "holds 3 ensemble members"),
+    Case("levels that are not pressure", isentropic_levels, "not a pressure"),
+    Case("truncated GRIB", truncated_grib, "truncated or damaged GRIB file"),
+    Case("GRIB message of an unknown parameter", unknown_grib_parameter,
+         "holds a parameter eccodes does not know"),
+    Case("GRIB files on different grids", grib_different_grids, "differs from"),
+    Case("reduced Gaussian GRIB", reduced_gaussian, "is on a reduced_gg grid"),
     Case("recipe value of the wrong type", bad_recipe, "chunk_steps: Input should be a valid "
          "integer"),
     # A Zarr chunk of this input is ~0.6 MB, the HDF5 file 4.6 MB.

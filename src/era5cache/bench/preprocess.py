@@ -178,9 +178,61 @@ def main(args) -> int:
     print(f"memory, large input: peak worker RSS {memory['peak_worker_rss_mb']:.0f} MB (limit "
           f"{memory['worker_limit_mb']:.0f} MB), all processes {memory['peak_total_rss_mb']:.0f} "
           "MB")
+    layout_rows = _layouts(work, args.quick, cdo, grid, env, workers)
     write_json(args.json, {"benchmark": "preprocess", "machine": machine(),
                            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "repeat": repeat,
                            "input_mb": mb["reference"], "hours": hours, "results": results,
                            "large": large, "steady_state": steady, "memory": memory,
-                           "import_floor_s": floor_s})
+                           "import_floor_s": floor_s, "layouts": layout_rows})
     return 0
+
+
+def _layouts(work: Path, quick: bool, cdo: str | None, grid: Path, env: dict,
+             workers: int) -> list[dict]:
+    """The compressed layouts and GRIB (:mod:`.layouts`), one run each, warm page cache:
+    the plain pass (each chunk or message decoded once, one process), ``cdo -P 2
+    remapcon`` and the job, with the worker memory limit each file needs
+    (:func:`era5cache.store.inputs.chunk_memory_need`, at least the 2 GiB default) and the
+    peak worker RSS."""
+    from ..read.blocks import TARGET_CHUNK_BYTES
+    from ..store.inputs import chunk_memory_need
+    from .layouts import decode_grib_once, make_inputs, read_each_chunk_once
+
+    steps = (48,) if quick else (168, 744)
+    inputs = make_inputs(work, steps)
+    tmp = Path(tempfile.mkdtemp(dir=work))
+    rows = []
+    try:
+        for (kind, n), path in inputs.items():
+            t0 = time.perf_counter()
+            nbytes = decode_grib_once(path) if kind == "grib" else read_each_chunk_once(path)
+            plain = time.perf_counter() - t0
+            cache = n * 721 * 1440 * 2 if kind == "mirror" else 0
+            limit = max(2 * 2**30, chunk_memory_need(cache, TARGET_CHUNK_BYTES))
+            cdo_s = None
+            if cdo:
+                t0 = time.perf_counter()
+                subprocess.run([cdo, "-s", "-f", "nc", "-P", "2", f"remapcon,{grid}",
+                                str(path), str(tmp / "cdo.nc")], check=True, env=env,
+                               capture_output=True)
+                cdo_s = time.perf_counter() - t0
+            cmd = [sys.executable, "-m", "era5cache.cli", "preprocess", "--input", str(path),
+                   "--output", str(tmp / "job"), "--workers", str(workers), "--memory-limit",
+                   str(limit), "--no-progress", "--chunk-steps", "24"]
+            job_s, mem = run_measured(cmd)
+            shutil.rmtree(tmp / "job", ignore_errors=True)
+            rows.append({"layout": kind, "steps": n, "mb": nbytes / 1e6, "plain_s": plain,
+                         "cdo_p2_s": cdo_s, "job_s": job_s, "worker_limit_mb": limit / 1e6,
+                         "peak_worker_rss_mb": mem.peak_max / 1e6})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("input layouts (one run each, warm page cache; x cdo -P 2 = cdo time / job time, "
+          "x plain = job time / plain pass):")
+    print(table([(r["layout"], r["steps"], f"{r['mb']:.0f}", f"{r['plain_s']:.2f}",
+                  f"{r['cdo_p2_s']:.2f}" if r["cdo_p2_s"] else "-", f"{r['job_s']:.2f}",
+                  f"{r['cdo_p2_s'] / r['job_s']:.2f}" if r["cdo_p2_s"] else "-",
+                  f"{r['job_s'] / r['plain_s']:.2f}", f"{r['worker_limit_mb']:.0f}",
+                  f"{r['peak_worker_rss_mb']:.0f}") for r in rows],
+                ("layout", "steps", "MB decoded", "plain pass s", "cdo -P 2 s", "job s",
+                 "x cdo -P 2", "x plain", "worker limit MB", "peak worker MB")))
+    return rows

@@ -7,6 +7,7 @@ compressed chunk is decompressed twice where whole chunks fit (:func:`block_step
 
 from __future__ import annotations
 
+import numpy as np
 import xarray as xr
 
 # Decoded bytes per read task: under glibc's 32 MiB ceiling for its mmap threshold, so that
@@ -55,3 +56,18 @@ def time_chunk_depth(raw: xr.Dataset, tdim: str, names: list[str]) -> int | None
             depths.append(int(sizes[raw[v].dims.index(tdim)]))
     return max(depths) if depths else None
 
+
+
+def disk_chunk_bytes(raw: xr.Dataset, names: list[str]) -> int:
+    """Bytes that one HDF5 chunk of each of the variables ``names`` takes decompressed (in
+    the file's own dtype: int16 for packed files), summed: what an open file keeps in the
+    HDF5 chunk cache to decompress each chunk once. 0 when none is chunked (netCDF3,
+    contiguous, GRIB)."""
+    total = 0
+    for v in names:
+        enc = raw[v].encoding
+        sizes = enc.get("chunksizes")
+        if sizes and not enc.get("contiguous"):
+            itemsize = np.dtype(enc.get("dtype", raw[v].dtype)).itemsize
+            total += int(np.prod(sizes)) * itemsize
+    return total

@@ -34,6 +34,7 @@ class Era5Inputs:
     axis: TimeAxis
     dropped_duplicates: int
     closers: tuple = ()
+    chunk_cache: tuple[int, Path | None] = (0, None)  # largest disk_chunk_bytes, its file
 
     def close(self) -> None:
         """Close every file handle held in this process (lazy reads re-open on demand).
@@ -93,6 +94,10 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
                                  f"({grid[1].describe()}); regrid them in separate runs")
             opened.append((f, ds))
     closers = tuple(ds.close for _, ds in opened)
+    per_file: dict[Path, int] = {}
+    for f, ds in opened:
+        per_file[f] = per_file.get(f, 0) + int(ds.encoding.get("disk_chunk_bytes", 0))
+    biggest = max(per_file, key=per_file.get) if per_file else None
     if not opened:
         raise InputError(f"{files[0] if files else paths}: none of the inputs holds "
                          f"the requested variables {variables}")
@@ -134,6 +139,7 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
         axis=analyse(merged["time"].values.astype("datetime64[s]")),
         dropped_duplicates=dropped,
         closers=closers,
+        chunk_cache=(per_file[biggest], biggest) if biggest is not None else (0, None),
     )
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
-from .blocks import TARGET_CHUNK_BYTES, block_steps, time_chunk_depth
+from .blocks import TARGET_CHUNK_BYTES, block_steps, disk_chunk_bytes, time_chunk_depth
 from .expver import FINAL, collapse_expver_dim, expver_str
 from .grib import is_grib, open_grib
 from .members import Member, mean_of_members, pick_member
@@ -188,6 +188,11 @@ def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES
         out["level"].attrs = {"units": "hPa", "long_name": "pressure level"}
     for name in out.variables:
         out[name].encoding = {}
+    # what reading each compressed chunk once costs an open file (.blocks.disk_chunk_bytes)
+    # where blocks do not take whole chunks: chunks deeper in time than a block
+    shared = bool(depth and depth > 1 and nt % depth)
+    out.encoding["disk_chunk_bytes"] = disk_chunk_bytes(
+        raw, [back.get(v, v) for v in data_vars]) if shared else 0
     out.set_close(opened.close)
     return out
 

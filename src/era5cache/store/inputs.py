@@ -15,6 +15,9 @@ from ..read.channels import all_channels, base_names, select_channels
 from ..read.combine import Era5Inputs, open_era5
 from ..regrid.conservative import ConservativeRegridder, CoverageError
 from ..timeaxis import format_step
+from .forkserver import NETCDF_CHUNK_CACHE, OPEN_FILES_PER_WORKER
+
+WORKER_BASE = 160 * 2**20  # a forked worker at rest plus what glibc keeps (read_block_ceiling)
 
 
 def read_chunk_bytes(cfg: PreprocessConfig) -> int:
@@ -36,7 +39,51 @@ def read_block_ceiling(cfg: PreprocessConfig) -> int | None:
     """
     if not cfg.dask.memory_limit or cfg.dask.scheduler:
         return None
-    return int(max(4 * 2**20, (memory_bytes(cfg.dask.memory_limit) - 160 * 2**20) // 8))
+    return int(max(4 * 2**20, (memory_bytes(cfg.dask.memory_limit) - WORKER_BASE) // 8))
+
+
+def read_settings(cfg: PreprocessConfig, inputs: Era5Inputs) -> tuple[int, int]:
+    """Files each worker keeps open and the HDF5 chunk cache per open file
+    (:func:`era5cache.store.forkserver.limit_open_files`): a cache of the largest input
+    chunk when that exceeds netCDF's default, with as many open files as such caches fit in
+    the worker memory limit beside what :func:`check_chunk_memory` counts (at least one)."""
+    cache = inputs.chunk_cache[0]
+    if cache <= NETCDF_CHUNK_CACHE:
+        return OPEN_FILES_PER_WORKER, 0
+    if not cfg.dask.memory_limit or cfg.dask.scheduler:
+        return 1, cache
+    room = (memory_bytes(cfg.dask.memory_limit) - WORKER_BASE - 8 * read_chunk_bytes(cfg)
+            - cache)  # the chunk being inflated
+    return int(max(1, min(OPEN_FILES_PER_WORKER, room // cache))), cache
+
+
+def chunk_memory_need(cache: int, block: int) -> int:
+    """Worker memory limit, in bytes rounded up to a quarter GiB, that reads files whose
+    chunks take ``cache`` bytes decompressed, in read blocks of ``block`` bytes: twice the
+    chunk (while HDF5 inflates one it holds the compressed bytes too), a worker at rest and
+    eight blocks (measured: a 744-step int16 chunk of 1545 MB peaked a worker at 3225 MB)."""
+    need = 2 * cache + WORKER_BASE + 8 * block
+    return int(-(-need // 2**28) * 2**28)
+
+
+def check_chunk_memory(cfg: PreprocessConfig, inputs: Era5Inputs) -> None:
+    """:class:`InputError` naming the file when one of its compressed chunks, held whole so
+    that it is decompressed once, would not fit in a worker twice (the cached chunk, and
+    the compressed and inflated copies while HDF5 decompresses it) beside eight read blocks
+    (netCDF4 scales packed values in float64); the message gives the memory limit that
+    does."""
+    cache, path = inputs.chunk_cache
+    if cache <= NETCDF_CHUNK_CACHE or not cfg.dask.memory_limit or cfg.dask.scheduler:
+        return
+    need = chunk_memory_need(cache, read_chunk_bytes(cfg))
+    if need > memory_bytes(cfg.dask.memory_limit):
+        gib = need / 2**30
+        raise InputError(
+            f"{path}: one compressed chunk of it holds {cache / 1e6:.0f} MB decompressed, "
+            f"which each worker keeps whole to decompress it once; the worker memory limit "
+            f"{cfg.dask.memory_limit} is too small: set dask.memory_limit (--memory-limit) "
+            f"to {gib:g}GiB or more (and fewer dask.workers if the machine's memory calls "
+            "for it)")
 
 
 def open_inputs(cfg: PreprocessConfig, extract_dir: Path | None = None,
@@ -53,6 +100,7 @@ def open_inputs(cfg: PreprocessConfig, extract_dir: Path | None = None,
                        align_steps=cfg.chunk_steps, max_block_bytes=read_block_ceiling(cfg),
                        member=cfg.member,
                        index_dir=extract_dir / "grib-index" if extract_dir else None)
+    check_chunk_memory(cfg, inputs)
     channels = channels or tuple(all_channels(inputs.dataset))
     ds = select_channels(inputs.dataset, channels, where=str(inputs.files[0]))
     if inputs.axis.irregular:

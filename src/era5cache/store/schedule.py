@@ -17,6 +17,7 @@ from .cluster import BackgroundClient
 from .faults import kill_point
 from .forkserver import limit_open_files
 from .h5build import ChunkFeed, H5Builder
+from .inputs import read_settings
 from .plan import StorePlan
 from .staging import Staging
 from .zarrstore import (
@@ -52,7 +53,8 @@ def write_zarr(plan: StorePlan, staging: Staging, cfg: PreprocessConfig, progres
     ds = plan.dataset
     channels = list(ds.data_vars)
     client = cluster.get()
-    client.run(limit_open_files)  # worker memory must not grow with the number of inputs
+    # worker memory must not grow with the number of inputs; deep chunks decompressed once
+    client.run(limit_open_files, *read_settings(cfg, inputs))
     template = None
     if not staging.resumed:
         compressors = (stored_compressors(base_zarr, channels[0]) if plan.reuse.any()

@@ -1,0 +1,104 @@
+"""Files chunked deeper in time than a read block (a mirror's one chunk over all steps):
+each worker holds the chunk it reads in HDF5's chunk cache, so that it is decompressed once;
+the memory that takes is checked before any work, and the values equal CDO remapcon."""
+
+from __future__ import annotations
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import raw_decode, run_cdo_remapcon, run_cli
+
+from era5cache.bench.layouts import read_each_chunk_once, write_layout
+from era5cache.config.recipe import PreprocessConfig
+from era5cache.errors import InputError
+from era5cache.read.combine import open_era5
+from era5cache.read.normalise import open_file
+from era5cache.store import inputs as store_inputs
+from era5cache.store.forkserver import NETCDF_CHUNK_CACHE, limit_open_files
+
+STEPS = 124  # January of the sample, 6-hourly
+
+
+@pytest.fixture(scope="module")
+def layouts(sample_new, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("layouts")
+    src = sample_new / "era5_single-levels_2019-01.nc"
+    out = {}
+    for k in ("cds", "mirror"):
+        (tmp / k).mkdir()
+        out[k] = write_layout(src, tmp / k / "t2m.nc", k)
+    return out
+
+
+def test_layouts_are_what_they_claim(layouts):
+    with netCDF4.Dataset(layouts["mirror"]) as nc:
+        v = nc["t2m"]
+        assert v.dtype == np.int16 and v.chunking() == [STEPS, 181, 360]
+        assert v.filters()["complevel"] == 5 and v.filters()["shuffle"]
+    with netCDF4.Dataset(layouts["cds"]) as nc:
+        assert nc["t2m"].chunking() == [42, 181, 360] and nc["t2m"].dtype == np.float32
+
+
+def test_deep_chunks_are_counted_and_values_decode(layouts):
+    chunk = STEPS * 181 * 360 * 2  # int16
+    with open_file(layouts["mirror"], chunk_bytes=4 * 181 * 360 * 4) as ds:  # 4-step blocks
+        assert ds.encoding["disk_chunk_bytes"] == chunk
+        np.testing.assert_allclose(ds["t2m"].values, raw_decode(layouts["mirror"], "t2m")
+                                   [:, ::-1], rtol=0, atol=1e-4)
+    # blocks that take whole chunks need no cache
+    with open_file(layouts["cds"], chunk_bytes=42 * 181 * 360 * 4) as ds:
+        assert ds.encoding["disk_chunk_bytes"] == 0
+    assert read_each_chunk_once(layouts["mirror"]) == STEPS * 181 * 360 * 4
+
+
+def test_chunk_memory_is_checked_before_any_work(layouts, monkeypatch):
+    monkeypatch.setattr(store_inputs, "NETCDF_CHUNK_CACHE", 2**20)  # the sample is small
+    inputs = open_era5([layouts["mirror"]], chunk_bytes=4 * 181 * 360 * 4)
+    chunk = inputs.chunk_cache[0]
+    assert inputs.chunk_cache == (STEPS * 181 * 360 * 2, layouts["mirror"])
+    small = PreprocessConfig(dask={"memory_limit": "200MiB"})
+    with pytest.raises(InputError) as exc:
+        store_inputs.check_chunk_memory(small, inputs)
+    msg = str(exc.value)
+    need = store_inputs.chunk_memory_need(chunk, store_inputs.read_chunk_bytes(small))
+    assert msg.startswith(f"{layouts['mirror']}: one compressed chunk of it holds 16 MB "
+                          "decompressed") and f"to {need / 2**30:g}GiB or more" in msg
+    assert need >= 2 * chunk + store_inputs.WORKER_BASE and need % 2**28 == 0
+    big = PreprocessConfig(dask={"memory_limit": "2GiB"})
+    store_inputs.check_chunk_memory(big, inputs)
+    files, cache = store_inputs.read_settings(big, inputs)
+    assert cache == chunk and files == 4
+    tight = PreprocessConfig(dask={"memory_limit": "260MiB"})  # no room: one open file
+    assert store_inputs.read_settings(tight, inputs)[0] == 1
+    inputs.close()
+
+
+def test_workers_get_a_chunk_cache_that_holds_the_chunk():
+    before = netCDF4.get_chunk_cache()
+    try:
+        limit_open_files(1, NETCDF_CHUNK_CACHE // 2)  # below the default: unchanged
+        assert netCDF4.get_chunk_cache() == before
+        limit_open_files(1, 400 * 10**6)
+        assert netCDF4.get_chunk_cache()[0] > 400 * 10**6
+        assert xr.get_options()["file_cache_maxsize"] == 1
+    finally:
+        netCDF4.set_chunk_cache(*before)
+        limit_open_files()
+
+
+@pytest.mark.cdo
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["cds", "mirror"])
+def test_compressed_layouts_equal_cdo(layouts, layout, cdo, tmp_path):
+    out = tmp_path / "cache"
+    run_cli("preprocess", "--input", layouts[layout], "--output", out, "--workers", "2",
+            "--chunk-steps", "24", "--no-progress")
+    got = xr.open_zarr(out / "era5_2deg.zarr")["t2m"].values
+    ref_file = tmp_path / "ref.nc"
+    run_cdo_remapcon(cdo, layouts[layout], ref_file, tmp_path, None, var="t2m")
+    with netCDF4.Dataset(ref_file) as nc:
+        ref = nc["t2m"][:].filled(np.nan)
+    assert got.shape == ref.shape == (STEPS, 80, 180)
+    assert (np.abs(got - ref) / np.abs(ref)).max() <= 1e-6
