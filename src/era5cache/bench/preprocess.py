@@ -178,7 +178,7 @@ def main(args) -> int:
     print(f"memory, large input: peak worker RSS {memory['peak_worker_rss_mb']:.0f} MB (limit "
           f"{memory['worker_limit_mb']:.0f} MB), all processes {memory['peak_total_rss_mb']:.0f} "
           "MB")
-    layout_rows = _layouts(work, args.quick, cdo, grid, env, workers)
+    layout_rows = _layouts(work, args.quick, cdo, env, workers)
     write_json(args.json, {"benchmark": "preprocess", "machine": machine(),
                            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "repeat": repeat,
                            "input_mb": mb["reference"], "hours": hours, "results": results,
@@ -187,8 +187,7 @@ def main(args) -> int:
     return 0
 
 
-def _layouts(work: Path, quick: bool, cdo: str | None, grid: Path, env: dict,
-             workers: int) -> list[dict]:
+def _layouts(work: Path, quick: bool, cdo: str | None, env: dict, workers: int) -> list[dict]:
     """The compressed layouts and GRIB (:mod:`.layouts`), one run each, warm page cache:
     the plain pass (each chunk or message decoded once, one process), ``cdo -P 2
     remapcon`` and the job, with the worker memory limit each file needs
@@ -201,6 +200,8 @@ def _layouts(work: Path, quick: bool, cdo: str | None, grid: Path, env: dict,
     steps = (48,) if quick else (168, 744)
     inputs = make_inputs(work, steps)
     tmp = Path(tempfile.mkdtemp(dir=work))
+    grid = tmp / "grid.txt"
+    grid.write_text(cdo_grid_description())
     rows = []
     try:
         for (kind, n), path in inputs.items():
