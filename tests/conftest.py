@@ -58,6 +58,21 @@ def run_cdo_remapcon(cdo: str, src: Path, dst: Path, tmp: Path, area_min: float 
     subprocess.run(cmd, check=True, env=env, capture_output=True)
 
 
+def assert_matches_cdo(got: np.ndarray, cdo: str, src: Path, tmp: Path, var: str,
+                       area_min: float | None = 0.5, rtol: float = 1e-5) -> None:
+    """``got`` (time, lat, lon) equals ``cdo remapcon`` of ``var`` in ``src``: NaN in the
+    same cells, relative difference at most ``rtol`` elsewhere."""
+    import netCDF4
+
+    out = tmp / f"cdo-{src.stem}-{var}.nc"
+    run_cdo_remapcon(cdo, src, out, tmp, area_min, var=var)
+    with netCDF4.Dataset(out) as nc:
+        ref = nc[var][:].filled(np.nan)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    ok = ~np.isnan(ref)
+    assert (np.abs(got[ok] - ref[ok]) / np.abs(ref[ok])).max() <= rtol, (src, var)
+
+
 @pytest.fixture(scope="session")
 def sample_new(tmp_path_factory) -> Path:
     """Two months (Jan-Feb 2019) of 6-hourly 1-degree data, 2024+ layout."""
@@ -99,6 +114,19 @@ def raw_decode(path: Path, var: str) -> np.ndarray:
             out = out + float(v.add_offset)
         out[bad] = np.nan
         return out
+
+
+# The sample job's recipe: its two months, a month each for training and validation.
+JOB_RECIPE = """
+inputs: [{inputs}]
+output: {output}
+variables: [sst, t2m, z500]
+chunk_steps: 50
+periods:
+  train: ["2019-01-01T00", "2019-01-31T18"]
+  val: ["2019-02-01T00", "2019-02-28T18"]
+dask: {{workers: 2, memory_limit: 1GiB}}
+"""
 
 
 def run_cli(*args: str, check: bool = True):

@@ -111,11 +111,17 @@ def test_one_message_is_one_step(gribs):
         assert np.abs(got["t2m"].values[0] - f.values).max() <= _quantum(values)
 
 
-def test_era5t_and_final_in_one_file_final_wins(gribs):
-    with open_file(gribs["sl"]) as sl:
+def _first_steps(path: Path, n: int):
+    """Grid (north to south, as GRIB is written), times and ``t2m`` fields (north to south)
+    of the first ``n`` steps of a NetCDF file."""
+    with open_file(path) as sl:
         lat, lon = sl["lat"].values[::-1], sl["lon"].values
-        times = sl["time"].values[:6]
-        fields = [sl["t2m"].isel(time=i).values[::-1] for i in range(6)]
+        return lat, lon, sl["time"].values[:n], [sl["t2m"].isel(time=i).values[::-1]
+                                                 for i in range(n)]
+
+
+def test_era5t_and_final_in_one_file_final_wins(gribs):
+    lat, lon, times, fields = _first_steps(gribs["sl"], 6)
     path = gribs["tmp"] / "era5t.grib"
     # final for steps 0-3; ERA5T (+1 K) for steps 2-5, as a download spanning the switch
     msgs = [Field("t2m", None, times[i], fields[i]) for i in range(4)]
@@ -134,10 +140,7 @@ def test_era5t_and_final_in_one_file_final_wins(gribs):
 
 
 def test_ensemble_grib_needs_a_member(gribs):
-    with open_file(gribs["sl"]) as sl:
-        lat, lon = sl["lat"].values[::-1], sl["lon"].values
-        t = sl["time"].values[:2]
-        base = [sl["t2m"].isel(time=i).values[::-1] for i in range(2)]
+    lat, lon, t, base = _first_steps(gribs["sl"], 2)
     path = gribs["tmp"] / "eda.grib"
     write_grib([Field("t2m", None, t[i], base[i] + k, number=k) for i in range(2)
                 for k in range(3)], lat, lon, path)

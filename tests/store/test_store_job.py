@@ -17,27 +17,22 @@ import numpy as np
 import pytest
 import xarray as xr
 import xxhash
-from conftest import REALDATA, need_realdata, run_cdo_remapcon, run_cli
+from conftest import (
+    JOB_RECIPE,
+    REALDATA,
+    assert_matches_cdo,
+    need_realdata,
+    run_cli,
+)
 
 from era5cache.cli import main as cli
 from era5cache.format.verify import verify
 from era5cache.regrid.conservative import ConservativeRegridder
 
-RECIPE = """
-inputs: [{inputs}]
-output: {output}
-variables: [sst, t2m, z500]
-chunk_steps: 50
-periods:
-  train: ["2019-01-01T00", "2019-01-31T18"]
-  val: ["2019-02-01T00", "2019-02-28T18"]
-dask: {{workers: 2, memory_limit: 1GiB}}
-"""
-
 
 def _recipe(tmp: Path, inputs: Path, output: Path) -> Path:
     p = tmp / "recipe.yaml"
-    p.write_text(RECIPE.format(inputs=inputs, output=output))
+    p.write_text(JOB_RECIPE.format(inputs=inputs, output=output))
     return p
 
 
@@ -70,14 +65,7 @@ def test_values_match_cdo(cache, sample_new, cdo, tmp_path):
     ds = xr.open_zarr(cache / "era5_2deg.zarr").sel(time=slice("2019-02", "2019-02"))
     single = sample_new / "era5_single-levels_2019-02.nc"
     for var in ("t2m", "sst"):
-        out = tmp_path / f"{var}.nc"
-        run_cdo_remapcon(cdo, single, out, tmp_path, 0.5, var=var)
-        with netCDF4.Dataset(out) as nc:
-            ref = nc[var][:].filled(np.nan)
-        got = ds[var].values
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
-        ok = ~np.isnan(ref)
-        assert (np.abs(got[ok] - ref[ok]) / np.abs(ref[ok])).max() <= 1e-5
+        assert_matches_cdo(ds[var].values, cdo, single, tmp_path, var)
     out = tmp_path / "z.nc"
     subprocess.run([cdo, "-s", "-b", "F64", f"remapcon,{tmp_path / 'target_grid.txt'}",
                     "-sellevel,500", "-selname,z",
