@@ -194,6 +194,7 @@ def _layouts(work: Path, quick: bool, cdo: str | None, env: dict, workers: int) 
     (:func:`era5cache.store.inputs.chunk_memory_need`, at least the 2 GiB default) and the
     peak worker RSS."""
     from ..read.blocks import TARGET_CHUNK_BYTES
+    from ..read.combine import open_era5
     from ..store.inputs import chunk_memory_need
     from .layouts import decode_grib_once, make_inputs, read_each_chunk_once
 
@@ -208,7 +209,9 @@ def _layouts(work: Path, quick: bool, cdo: str | None, env: dict, workers: int) 
             t0 = time.perf_counter()
             nbytes = decode_grib_once(path) if kind == "grib" else read_each_chunk_once(path)
             plain = time.perf_counter() - t0
-            cache = n * 721 * 1440 * 2 if kind == "mirror" else 0
+            inputs_read = open_era5([path], chunk_bytes=TARGET_CHUNK_BYTES)
+            cache = inputs_read.chunk_cache[0]  # what the job holds per worker
+            inputs_read.close()
             limit = max(2 * 2**30, chunk_memory_need(cache, TARGET_CHUNK_BYTES))
             cdo_s = None
             if cdo:

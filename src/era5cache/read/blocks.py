@@ -57,7 +57,6 @@ def time_chunk_depth(raw: xr.Dataset, tdim: str, names: list[str]) -> int | None
     return max(depths) if depths else None
 
 
-
 def disk_chunk_bytes(raw: xr.Dataset, names: list[str]) -> int:
     """Bytes that one HDF5 chunk of each of the variables ``names`` takes decompressed (in
     the file's own dtype: int16 for packed files), summed: what an open file keeps in the

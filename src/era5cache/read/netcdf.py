@@ -13,13 +13,12 @@ from ..errors import InputError
 
 
 def open_netcdf(path: Path) -> xr.Dataset:
-    """The file as xarray opens it (lazy, not chunked, CF decoding on, timedeltas raw)."""
+    """The file as xarray opens it (lazy, not chunked, CF decoding on, timedeltas raw);
+    ``path`` exists (:func:`.normalise.open_parts` checks)."""
     try:
         raw = xr.open_dataset(path, engine="netcdf4", chunks=None, decode_timedelta=False,
                               cache=False)
     except Exception as exc:  # netCDF4/HDF5 raise a variety of OSError/ValueError
-        if not path.exists():
-            raise InputError(f"{path}: no such file") from exc
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: not a readable NetCDF file ({reason})") from exc
     check_classic_size(path, raw)

@@ -52,9 +52,15 @@ def read_settings(cfg: PreprocessConfig, inputs: Era5Inputs) -> tuple[int, int]:
         return OPEN_FILES_PER_WORKER, 0
     if not cfg.dask.memory_limit or cfg.dask.scheduler:
         return 1, cache
-    room = (memory_bytes(cfg.dask.memory_limit) - WORKER_BASE - 8 * read_chunk_bytes(cfg)
+    room = (memory_bytes(cfg.dask.memory_limit) - _reserve(read_chunk_bytes(cfg))
             - cache)  # the chunk being inflated
     return int(max(1, min(OPEN_FILES_PER_WORKER, room // cache))), cache
+
+
+def _reserve(block: int) -> int:
+    """Worker memory beside the chunk caches: a worker at rest and eight read blocks of
+    ``block`` bytes (netCDF4 scales packed values in float64)."""
+    return WORKER_BASE + 8 * block
 
 
 def chunk_memory_need(cache: int, block: int) -> int:
@@ -62,7 +68,7 @@ def chunk_memory_need(cache: int, block: int) -> int:
     chunks take ``cache`` bytes decompressed, in read blocks of ``block`` bytes: twice the
     chunk (while HDF5 inflates one it holds the compressed bytes too), a worker at rest and
     eight blocks (measured: a 744-step int16 chunk of 1545 MB peaked a worker at 3225 MB)."""
-    need = 2 * cache + WORKER_BASE + 8 * block
+    need = 2 * cache + _reserve(block)
     return int(-(-need // 2**28) * 2**28)
 
 
