@@ -59,7 +59,9 @@ class PreprocessConfig(BaseModel):
     inputs, one channel per pressure level. ``valid_share``: per-channel minimum valid share of
     a target cell's area (see README), ``default`` for the rest. ``chunk_steps``: time steps
     per Zarr chunk (and per unit of work). ``member``: which member of an ensemble input (an
-    index from 0, or ``mean``; None refuses ensembles). ``source``: the recipe file.
+    index from 0, or ``mean``; None refuses ensembles). ``dtype``: how the HDF5 cache stores
+    values (``float32`` physical; ``float16``/``bfloat16`` normalised, half the bytes; see
+    :mod:`era5cache.format.encoding`). ``source``: the recipe file.
     """
 
     model_config = _FROZEN
@@ -74,6 +76,7 @@ class PreprocessConfig(BaseModel):
     hash_inputs: bool = True
     all_nan_steps: Literal["fail", "skip"] = "fail"
     member: NonNegativeInt | Literal["mean"] | None = None
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     sample: SampleSpec | None = None
     source: str | None = None
 
@@ -108,6 +111,8 @@ class PreprocessConfig(BaseModel):
                "periods": self.periods.to_json(), "all_nan_steps": self.all_nan_steps}
         if self.member is not None:  # absent otherwise: caches made before it stay current
             out["member"] = self.member
+        if self.dtype != "float32":  # likewise
+            out["dtype"] = self.dtype
         return out
 
     def threshold(self, channel: str) -> float:

@@ -8,6 +8,11 @@ NaN-aware) and ``/diff_std`` (std of one-step differences, training period, neve
 gap); ``/has_nan`` (time, channel) uint8, 1 where the step of the channel holds a NaN, so
 that readers skip the NaN fill of channels that have none. Datasets are written without
 timestamps so that equal inputs give equal bytes.
+
+A 16-bit cache (:func:`encode_cache`) differs only in ``/data``: float16, or bfloat16 as
+uint16 bit patterns, holding values normalised with ``/mean`` and ``/std`` (its attribute
+``encoding`` names the storage; see :mod:`.encoding`), and ``/encoding_error``, the largest
+rounding error per channel in physical units.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from ..errors import CacheError
 from ..grid import TARGET_LAT, TARGET_LON
 from ..timeaxis import Periods, TimeAxis
+from . import encoding
 from .layout import FORMAT_VERSION, GRID_DESCRIPTION
 from .stats import Moments
 
@@ -95,6 +101,40 @@ def write_h5(read_block: Callable[[int, int], np.ndarray], times: np.ndarray, h5
     return stats
 
 
+def encode_cache(src: Path, dst: Path, storage: str, block_steps: int = 256) -> np.ndarray:
+    """Write ``dst``, the 16-bit form of the float32 cache ``src``: every dataset and attribute
+    copied, ``/data`` normalised with ``/mean`` and ``/std`` and stored as ``storage``
+    (:mod:`.encoding`), ``block_steps`` steps at a time. Returns the largest rounding error
+    per channel in physical units (also stored as ``/encoding_error``)."""
+    with h5py.File(src, "r") as f, h5py.File(dst, "w", libver=("earliest", "v110")) as g:
+        d = f["data"]
+        nt, nc = d.shape[:2]
+        mean = f["mean"][:].astype(np.float64)[:, None, None]
+        std = f["std"][:].astype(np.float64)[:, None, None]
+        bad = ~(np.isfinite(std) & (std > 0)).ravel()
+        if bad.any():
+            names = [_names(f["channel"][:])[i] for i in np.flatnonzero(bad)]
+            raise ValueError(f"{src}: channel(s) {names} have no positive training std; a "
+                             f"{storage} cache stores normalised values and needs one")
+        out = g.create_dataset("data", shape=d.shape, dtype=encoding.NUMPY_DTYPE[storage],
+                               chunks=None, track_times=False)
+        out.attrs["encoding"] = storage
+        zmax = np.zeros(nc)
+        for a in range(0, nt, block_steps):
+            z = (d[a:a + block_steps].astype(np.float64) - mean) / std
+            out[a:a + block_steps] = encoding.encode(z, storage)
+            with np.errstate(invalid="ignore"):  # NaN: fmax takes the other
+                zmax = np.fmax(zmax, np.fmax.reduce(np.abs(z), axis=(0, 2, 3), initial=0.0))
+        for name in f:
+            if name != "data":
+                f.copy(f[name], g, name=name)
+        for key, value in f.attrs.items():
+            g.attrs[key] = value
+        err = encoding.error_bound(zmax, std.ravel(), storage)
+        g.create_dataset("encoding_error", data=err, track_times=False)
+    return err
+
+
 def data_offset(h5_path: str | Path) -> int:
     """File offset of ``/data`` (contiguous); ``numpy.memmap`` reads the array there."""
     with h5py.File(h5_path, "r") as f:
@@ -112,8 +152,9 @@ def _names(values) -> tuple[str, ...]:
 class CacheInfo:
     """What a reader takes from ``era5_2deg.h5``, read once (:meth:`read`).
 
-    ``shape`` (time, channel, lat, lon) of ``/data`` (``dtype`` float32 in a sound cache),
-    at file offset ``data_offset``; ``channels`` and ``times`` (datetime64[s]) along its
+    ``shape`` (time, channel, lat, lon) of ``/data`` at file offset ``data_offset``, stored
+    as ``storage`` (``float32``: physical units, numpy ``dtype`` float32; ``float16`` or
+    ``bfloat16``: normalised values, :mod:`.encoding`); ``channels`` and ``times`` (datetime64[s]) along its
     first two axes; ``mean``/``std``/``diff_std`` float64 per channel in physical units
     (``diff_std`` NaN in caches written before it existed); ``periods`` and ``step`` (see
     :mod:`era5cache.timeaxis`); ``lat``/``lon`` cell centres in degrees; ``has_nan`` bool
@@ -134,6 +175,18 @@ class CacheInfo:
     lat: np.ndarray
     lon: np.ndarray
     has_nan: np.ndarray | None = field(default=None, repr=False)
+    storage: str = "float32"
+    encoding_error: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def normalised(self) -> bool:
+        """``/data`` holds values normalised with ``mean``/``std`` (16-bit caches)."""
+        return encoding.is_normalised(self.storage)
+
+    @property
+    def step_bytes(self) -> int:
+        """Bytes of one time step (all channels) in the file."""
+        return int(np.prod(self.shape[1:])) * self.dtype.itemsize
 
     @classmethod
     def read(cls, h5_path: str | Path) -> CacheInfo:
@@ -158,16 +211,21 @@ class CacheInfo:
                     periods=Periods.from_attrs(f.attrs),
                     step=str(f.attrs.get("time_step", "")) or None,
                     lat=f["lat"][:], lon=f["lon"][:],
-                    has_nan=f["has_nan"][:].astype(bool) if "has_nan" in f else None)
+                    has_nan=f["has_nan"][:].astype(bool) if "has_nan" in f else None,
+                    storage=str(d.attrs.get("encoding", "float32")),
+                    encoding_error=(f["encoding_error"][:] if "encoding_error" in f
+                                    else None))
         except (OSError, KeyError, ValueError) as exc:
             raise CacheError(f"{h5_path}: unreadable cache ({exc})") from exc
 
-    def problems(self, shape, channels, data_offset: int | None) -> list[str]:
+    def problems(self, shape, channels, data_offset: int | None,
+                 storage: str = "float32") -> list[str]:
         """How this file differs from what its manifest says (empty: it does not)."""
         out = []
-        if self.shape != tuple(shape) or self.dtype != np.float32:
-            out.append(f"{self.path}: /data is {self.shape} {self.dtype}, unlike its manifest "
-                       f"({tuple(shape)} float32)")
+        want = encoding.NUMPY_DTYPE.get(storage)
+        if (self.shape != tuple(shape) or self.storage != storage or self.dtype != want):
+            out.append(f"{self.path}: /data is {self.shape} {self.storage}, unlike its "
+                       f"manifest ({tuple(shape)} {storage})")
         if data_offset is not None and self.data_offset != data_offset:
             out.append(f"{self.path}: /data offset differs from the manifest")
         if list(self.channels) != list(channels):

@@ -39,7 +39,8 @@ class TimeCoverage:
 @dataclass(frozen=True)
 class Manifest:
     """A cache's manifest (DESIGN.md section 6). ``outputs`` maps each output file to its
-    record (``size``, ``sha256``, ``data_offset`` for the HDF5 file; ``files``, the sha256 of
+    record (``size``, ``sha256``, ``data_offset``, and ``storage`` and ``encoding_error`` when
+    16-bit, for the HDF5 file; ``files``, the sha256 of
     each file of the Zarr store); ``statistics`` each channel to ``mean``, ``std``,
     ``diff_std`` and ``count``; ``periods`` each split to ``[start, end]`` or None."""
 
@@ -66,6 +67,12 @@ class Manifest:
     def h5(self) -> dict[str, Any]:
         """The HDF5 file's record in ``outputs``."""
         return self.outputs.get(H5_NAME, {})
+
+    @property
+    def storage(self) -> str:
+        """How the HDF5 file's ``/data`` holds values (``float32``, ``float16``,
+        ``bfloat16``; see :mod:`.encoding`)."""
+        return str(self.h5.get("storage", "float32"))
 
     @property
     def zarr_files(self) -> dict[str, str]:

@@ -32,7 +32,7 @@ def verify(root: str | Path, checksums: bool = True) -> list[str]:
         except CacheError as exc:
             problems.append(str(exc))
         else:
-            problems += info.problems(m.shape, m.channels, rec.get("data_offset"))
+            problems += info.problems(m.shape, m.channels, rec.get("data_offset"), m.storage)
         if checksums and not problems and file_sha256(hpath) != rec.get("sha256"):
             problems.append(f"{hpath}: checksum mismatch (contents changed or corrupted)")
     if not zpath.is_dir():

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import CacheError
+from ..format.encoding import decode, decode_into
 from ..format.h5 import CacheInfo
 from ..format.layout import paths
 from ..format.manifest import read_manifest
@@ -62,7 +63,7 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         _, self.path, _ = paths(self.root)
         self.info = info = CacheInfo.read(self.path)
         problems = info.problems(manifest.shape, manifest.channels,
-                                 manifest.h5.get("data_offset"))
+                                 manifest.h5.get("data_offset"), manifest.storage)
         if problems:
             raise CacheError(f"{problems[0]}; the cache is inconsistent, rebuild it")
         all_channels = list(info.channels)
@@ -89,16 +90,24 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         nan_any = (np.ones(len(all_channels), bool) if info.has_nan is None
                    else info.has_nan[in_split].any(axis=0))
         self._nan_channels = np.flatnonzero(nan_any[self._ch])
-        # physical -> normalised: x * scale + shift, per channel (float32, broadcast on lat/lon)
-        scale = 1.0 / self.stats["std"]
-        self._norm = (scale.astype(np.float32)[:, None, None],
-                      (-self.stats["mean"] * scale).astype(np.float32)[:, None, None])
-        self._scale, self._shift = self._norm if normalize else (
-            np.ones((len(channels), 1, 1), np.float32), np.zeros((len(channels), 1, 1), np.float32))
+        # stored -> wanted values: x * scale + shift per channel (None: as stored)
+        self._affine = self._transform(normalize)
+        self._runs = channel_runs(self._ch)
         self._mm: np.memmap | None = None
         self._pool = BufferPool()
 
     # --- construction helpers -------------------------------------------------------------
+    def _transform(self, normalize: bool):
+        """(scale, shift) float32 (channel, 1, 1) that turn stored values of the selected
+        channels into normalised (``normalize``) or physical ones; None when stored values
+        are already what is wanted."""
+        if normalize == self.info.normalised:
+            return None
+        mean, std = self.stats["mean"], self.stats["std"]
+        scale, shift = (1.0 / std, -mean / std) if normalize else (std, mean)
+        return (scale.astype(np.float32)[:, None, None],
+                shift.astype(np.float32)[:, None, None])
+
     def _split_mask(self, split: str, time_range: tuple[str, str] | None) -> np.ndarray:
         t = self.info.times
         if time_range is not None:
@@ -129,9 +138,10 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
     # --- memory map -----------------------------------------------------------------------
     @property
     def data(self) -> np.memmap:
-        """The whole ``/data`` array (time, channel, lat, lon), memory-mapped read-only."""
+        """The whole ``/data`` array (time, channel, lat, lon), memory-mapped read-only, as
+        stored (``info.storage``: float32, float16, or bfloat16 bits as uint16)."""
         if self._mm is None:
-            self._mm = np.memmap(self.path, dtype=np.float32, mode="r",
+            self._mm = np.memmap(self.path, dtype=self.info.dtype, mode="r",
                                  offset=self.info.data_offset, shape=self.info.shape)
         return self._mm
 
@@ -200,14 +210,18 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         NaN fill (channels that hold NaN only) while the group is."""
         d = np.asarray(self.data)  # a plain ndarray: slicing a memmap runs Python code
         span = self.seq_len - 1 + self.lead
+        storage, affine = self.info.storage, self._affine
         for i in range(a, b):
             s = starts[i]
             for out, src in ((x[i], d[s:s + self.seq_len]), (y[i], d[s + span])):
-                if self.normalize:
-                    np.multiply(src, self._scale, out=out)
-                    np.add(out, self._shift, out=out)
-                else:
-                    np.copyto(out, src)
+                if storage == "float32" and affine is not None:
+                    np.multiply(src, affine[0], out=out)
+                    np.add(out, affine[1], out=out)
+                    continue
+                decode_into(out, src, storage)
+                if affine is not None:
+                    out *= affine[0]
+                    out += affine[1]
         if mask is not None:
             np.logical_not(np.isnan(y[a:b]), out=mask[a:b])  # before the fill
         if self._nan_channels.size:
@@ -223,8 +237,8 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
             np.logical_not(np.isnan(y[a:b]), out=mask[a:b])  # before the fill
         xt, yt = torch.from_numpy(x[a:b]), torch.from_numpy(y[a:b])
         for t in (xt, yt):
-            if self.normalize:
-                t.mul_(torch.from_numpy(self._scale)).add_(torch.from_numpy(self._shift))
+            if self._affine is not None:
+                t.mul_(torch.from_numpy(self._affine[0])).add_(torch.from_numpy(self._affine[1]))
             self._fill_nan(t)
 
     def _fill_nan(self, t: torch.Tensor) -> None:
@@ -237,11 +251,15 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
                 torch.nan_to_num_(t[..., c, :, :], nan=self.fill_value)
 
     def _read(self, starts: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
-        """Copy the raw windows at ``starts`` of the selected channels into ``x`` and ``y``."""
-        d = self.data
+        """Copy the stored windows at ``starts`` of the selected channels into ``x`` and
+        ``y`` as float32: only those channels' bytes are read, one run of consecutive
+        channels at a time."""
+        d = np.asarray(self.data)
         tidx = starts[:, None] + np.arange(self.seq_len)
-        x[...] = d[tidx][:, :, self._ch]
-        y[...] = d[starts + self.seq_len - 1 + self.lead][:, self._ch]
+        ty = starts + self.seq_len - 1 + self.lead
+        for j, c, n in self._runs:
+            decode_into(x[:, :, j:j + n], d[tidx, c:c + n], self.info.storage)
+            decode_into(y[:, j:j + n], d[ty, c:c + n], self.info.storage)
 
     def _buffers(self, batch: int, shared: bool = True
                  ) -> tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor]:
@@ -286,13 +304,37 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         otherwise; NaN kept."""
         if isinstance(index, int | np.integer):
             index = slice(int(index), int(index) + 1)
-        d = self.data
-        block = np.array(d[index] if self._ch_all else d[index][:, self._ch], dtype=np.float32)
-        if self.normalize if normalize is None else normalize:
-            scale, shift = self._norm
-            block *= scale
-            block += shift
+        d = np.asarray(self.data)
+        storage = self.info.storage
+        if self._ch_all:
+            block = decode(d[index], storage)
+        else:
+            rows = d[index, :1]  # the steps' count, cheaply
+            block = np.empty((rows.shape[0], *self.frame_shape), np.float32)
+            for j, c, n in self._runs:
+                decode_into(block[:, j:j + n], d[index, c:c + n], storage)
+        affine = self._transform(self.normalize if normalize is None else normalize)
+        if affine is not None:
+            block *= affine[0]
+            block += affine[1]
         return block
+
+    @property
+    def step_bytes(self) -> int:
+        """Bytes of the file read for one time step of the selected channels."""
+        return len(self.channels) * int(np.prod(self.info.shape[2:])) * self.info.dtype.itemsize
+
+    def byte_runs(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """(file offset, length) of the bytes that steps ``lo:hi`` of the selected channels
+        occupy in the file, in file order: one run for all channels, one per step and run of
+        consecutive channels for a subset."""
+        plane = int(np.prod(self.info.shape[2:])) * self.info.dtype.itemsize
+        nc, base = self.info.shape[1], self.info.data_offset
+        if self._ch_all:
+            return [(base + lo * nc * plane, (hi - lo) * nc * plane)]
+        runs = sorted((c, n) for _, c, n in self._runs)
+        return [(base + (t * nc + c) * plane, n * plane) for t in range(lo, hi)
+                for c, n in runs]
 
     worker_init_fn = staticmethod(freeze_inherited)
 
@@ -321,3 +363,15 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         return (f"CachedERA5Dataset({str(self.root)!r}, split={self.split!r}, "
                 f"channels={self.channels}, seq_len={self.seq_len}, lead={self.lead}, "
                 f"windows={len(self)})")
+
+
+def channel_runs(ch: np.ndarray) -> list[tuple[int, int, int]]:
+    """(position in the selection, channel in the file, count) of each run of selected
+    channels that are consecutive both in the selection and in the file."""
+    runs: list[list[int]] = []
+    for j, c in enumerate(ch.tolist()):
+        if runs and runs[-1][1] + runs[-1][2] == c:
+            runs[-1][2] += 1
+        else:
+            runs.append([j, c, 1])
+    return [tuple(r) for r in runs]

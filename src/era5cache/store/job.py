@@ -24,6 +24,7 @@ from .. import __version__
 from ..config.recipe import PreprocessConfig
 from ..errors import ResourceError
 from ..format.checksum import BackgroundHashes
+from ..format.h5 import encode_cache
 from ..format.layout import H5_NAME, ZARR_NAME
 from ..format.manifest import atomic_write_json, fsync_path
 from ..regrid.adapter import regrid_dataset
@@ -150,6 +151,10 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         if not keep.all():  # the streamed file holds every step: build it again without
             stats = build_h5(staging.zarr, part, channels, axis, cfg.periods, cfg.chunk_steps,
                              attrs, keep=keep)
+        if cfg.dtype != "float32":  # normalised 16-bit values, from the float32 file
+            encoded = part.with_name(f"{H5_NAME}.{cfg.dtype}.part")
+            encode_cache(part, encoded, cfg.dtype)
+            os.replace(encoded, part)
         fsync_path(part)  # durable before it is named as built
         os.replace(part, staging.h5)
         lap("hdf5+stats")
