@@ -1,6 +1,7 @@
 """era5cache: ERA5 NetCDF -> conservative 2-degree Zarr + memory-mappable HDF5 cache for PyTorch.
 
-``from era5cache import CachedERA5Dataset`` (or ``BlockShuffleSampler``) imports torch; the preprocessing modules do not.
+``from era5cache import CachedERA5Dataset`` (or ``BlockShuffleSampler``) imports torch; the
+preprocessing modules do not.
 """
 
 from __future__ import annotations

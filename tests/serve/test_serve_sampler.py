@@ -95,11 +95,7 @@ def test_dataloader_with_sampler_gives_every_window_once(cache):
     seen = []
     for epoch in range(2):
         sampler.set_epoch(epoch)
-        first = None
-        got = []
-        for x, y, t in dl:
-            got.append(t[:, 0])
-            first = t[:, 0] if first is None else first
+        got = [t[:, 0] for _, _, t in dl]
         got = torch.cat(got).numpy()
         assert sorted(got.tolist()) == sorted(ds.info.times[ds.starts].astype(np.int64)
                                               .tolist())

@@ -154,11 +154,12 @@ class CacheInfo:
 
     ``shape`` (time, channel, lat, lon) of ``/data`` at file offset ``data_offset``, stored
     as ``storage`` (``float32``: physical units, numpy ``dtype`` float32; ``float16`` or
-    ``bfloat16``: normalised values, :mod:`.encoding`); ``channels`` and ``times`` (datetime64[s]) along its
-    first two axes; ``mean``/``std``/``diff_std`` float64 per channel in physical units
-    (``diff_std`` NaN in caches written before it existed); ``periods`` and ``step`` (see
-    :mod:`era5cache.timeaxis`); ``lat``/``lon`` cell centres in degrees; ``has_nan`` bool
-    (time, channel), None in caches written before it existed.
+    ``bfloat16``: normalised values, :mod:`.encoding`); ``channels`` and ``times``
+    (datetime64[s]) along its first two axes; ``mean``/``std``/``diff_std`` float64 per
+    channel in physical units (``diff_std`` NaN in caches written before it existed);
+    ``periods`` and ``step`` (see :mod:`era5cache.timeaxis`); ``lat``/``lon`` cell centres
+    in degrees; ``has_nan`` bool (time, channel), None in caches written before it existed;
+    ``encoding_error`` (16-bit caches) the largest rounding error per channel, physical.
     """
 
     path: Path
