@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -137,3 +138,34 @@ def run_cli(*args: str, check: bool = True):
     if check and r.returncode != 0:
         raise AssertionError(f"era5cache {' '.join(map(str, args))} failed:\n{r.stderr}")
     return r
+
+
+# --- the trainer's tests: a small real cache and a trainer recipe for it ---------------
+TINY = dict(d_model=32, num_heads=4, num_layers=1, dim_feedforward=64, recursion_depth=2,
+            sh_degree=2)
+
+
+@pytest.fixture(scope="session")
+def small_cache(tmp_path_factory):
+    """Twenty days of 6-hourly sst and t2m at 2 degrees through the job: train 14 days, val 6."""
+    tmp = tmp_path_factory.mktemp("traincache")
+    write_sample(tmp / "in", SampleSpec(start="2019-01-01", end="2019-01-20T18",
+                                        resolution=2.0, variables=("sst", "t2m")))
+    recipe = tmp / "r.yaml"
+    recipe.write_text(
+        f"inputs: [{tmp / 'in'}]\noutput: {tmp / 'cache'}\nvariables: [sst, t2m]\n"
+        "hash_inputs: false\ndask: {workers: 1, memory_limit: 1GiB}\n"
+        "periods:\n  train: ['2019-01-01', '2019-01-14T18']\n"
+        "  val: ['2019-01-15', '2019-01-20T18']\n")
+    run_cli("preprocess", recipe, "--no-progress")
+    return tmp / "cache"
+
+
+def train_yaml(tmp, cache, epochs=2, ema=0.9, trainer: str = ""):
+    p = tmp / "train.yaml"
+    p.write_text(
+        f"data: {cache}\nmodel: {json.dumps(TINY)}\n"
+        f"optim: {{lr: 1.0e-3, ema_decay: {ema}}}\n"
+        f"trainer: {{max_epochs: {epochs}, batch_size: 8, out: {tmp / 'run'}, "
+        f"log_every_n_steps: 1, num_workers: 0{trainer}}}\n")
+    return p

@@ -109,3 +109,12 @@ def test_dataloader_with_sampler_gives_every_window_once(cache):
     i = int(np.flatnonzero(ds.info.times[ds.starts].astype(np.int64) == int(t[3, 0]))[0])
     xi, yi, _ = ds[i]
     assert torch.equal(x[3], xi) and torch.equal(y[3], yi)
+
+
+def test_batches_built_on_threads_under_inference_mode(cache):
+    """Lightning validates under torch.inference_mode: the helper threads that share a batch
+    must run in it too (tensors made under it may only be changed in place under it)."""
+    ds = CachedERA5Dataset(cache, split="all", threads=2)
+    with torch.inference_mode():
+        x, y = ds.__getitems__(list(range(40))).batched
+    assert torch.equal(x[7], ds[7][0]) and torch.equal(y[39], ds[39][1])

@@ -7,16 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import TINY, run_cli, train_yaml
 
 from era5cache.config.model import ModelConfig
-from era5cache.config.sample import SampleSpec
-from era5cache.sample.netcdf import write_sample
 from era5cache.train.model import RATransformer, masked_mse, real_spherical_harmonics
 from era5cache.train.skill import SkillAccumulator
-
-TINY = dict(d_model=32, num_heads=4, num_layers=1, dim_feedforward=64, recursion_depth=2,
-            sh_degree=2)
 
 
 def test_masked_mse_ignores_invalid_points():
@@ -66,36 +61,11 @@ def test_lat_weighted_rmse_by_hand():
     assert r["persistence"][0] == 0.0
 
 
-@pytest.fixture(scope="module")
-def small_cache(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("traincache")
-    write_sample(tmp / "in", SampleSpec(start="2019-01-01", end="2019-01-20T18",
-                                        resolution=2.0, variables=("sst", "t2m")))
-    recipe = tmp / "r.yaml"
-    recipe.write_text(
-        f"inputs: [{tmp / 'in'}]\noutput: {tmp / 'cache'}\nvariables: [sst, t2m]\n"
-        "hash_inputs: false\ndask: {workers: 1, memory_limit: 1GiB}\n"
-        "periods:\n  train: ['2019-01-01', '2019-01-14T18']\n"
-        "  val: ['2019-01-15', '2019-01-20T18']\n")
-    run_cli("preprocess", recipe, "--no-progress")
-    return tmp / "cache"
-
-
-def _train_yaml(tmp, cache, epochs=2, ema=0.9):
-    p = tmp / "train.yaml"
-    p.write_text(
-        f"data: {cache}\nmodel: {json.dumps(TINY)}\n"
-        f"optim: {{lr: 1.0e-3, ema_decay: {ema}}}\n"
-        f"trainer: {{max_epochs: {epochs}, batch_size: 8, out: {tmp / 'run'}, "
-        "log_every_n_steps: 1, num_workers: 0}\n")
-    return p
-
-
 @pytest.mark.slow
 def test_train_resume_and_ema(small_cache, tmp_path):
     import lightning  # noqa: F401  (the checkpoint holds Lightning state)
 
-    cfg = _train_yaml(tmp_path, small_cache, epochs=1)
+    cfg = train_yaml(tmp_path, small_cache, epochs=1)
     r = run_cli("train", cfg)
     assert "val: latitude-weighted RMSE" in r.stdout and "persistence" in r.stdout
     run = tmp_path / "run"
@@ -127,7 +97,7 @@ def test_train_resume_and_ema(small_cache, tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(small_cache, tmp_path):
-    cfg = _train_yaml(tmp_path, small_cache, epochs=1, ema=0)
+    cfg = train_yaml(tmp_path, small_cache, epochs=1, ema=0)
     r = run_cli("train", cfg, "--devices", "2", "--strategy", "ddp", "--data-mode", "resident")
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     # 54 windows over 2 ranks: 27 each -> 3 full batches of 8 per rank.

@@ -69,7 +69,7 @@ def main(args) -> int:
     ds = CachedERA5Dataset(root, split="train", seq_len=args.seq_len, return_mask=True)
     cfg = ModelConfig(channels=len(ds.channels))
     cuda = device.type == "cuda"
-    big = args.batch_size if args.batch_size != 256 else (4096 if cuda else 50)
+    big = args.batch_size or (4096 if cuda else 50)
     n_warm, n_steps = (5, 30) if cuda else (2, args.steps)
     results = {}
 

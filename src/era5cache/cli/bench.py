@@ -12,7 +12,25 @@ def add(sub) -> None:
                    help="synthetic-cache: number of 6-hourly steps")
     b.add_argument("--workdir", default="bench-results/work")
     b.add_argument("--data", default="data/cache", help="cache folder (loader)")
-    b.add_argument("--batch-size", type=int, default=256, help="loader batch size")
+    b.add_argument("--batch-size", type=int, default=None,
+                   help="loader batch size (default 256; 64 with --memory-limit)")
+    b.add_argument("--channels", type=int, default=3,
+                   help="synthetic-cache, loader --memory-limit: channels of the cache")
+    b.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                   help="synthetic-cache: how /data stores values")
+    b.add_argument("--memory-limit", default=None,
+                   help="loader: read a cache bigger than this (e.g. 2GiB) from a memory "
+                        "cgroup of this size (needs root); see bench/bigcache.py")
+    b.add_argument("--size-factor", type=float, default=2.2,
+                   help="loader --memory-limit: cache size over the limit")
+    b.add_argument("--workers", type=int, default=2, help="loader --memory-limit: workers")
+    b.add_argument("--epoch-seconds", type=float, default=20.0,
+                   help="loader --memory-limit: longest pass")
+    b.add_argument("--rounds", type=int, default=2, help="loader --memory-limit: rounds")
+    b.add_argument("--block-bytes", type=int, default=None,
+                   help="loader --memory-limit: BlockShuffleSampler block (default: by memory)")
+    b.add_argument("--pool-bytes", type=int, default=None,
+                   help="loader --memory-limit: BlockShuffleSampler pool (default: by memory)")
     b.add_argument("--seq-len", type=int, default=2)
     b.add_argument("--seconds", type=float, default=4.0, help="time budget per loader path")
     b.add_argument("--steps", type=int, default=10, help="timed training steps per path (CPU)")
@@ -25,11 +43,19 @@ def run(args) -> int:
     elif args.what == "synthetic-cache":
         from ..sample.synthetic import write_synthetic_cache
 
-        out = write_synthetic_cache(args.out, args.cache_steps)
-        print(f"wrote a synthetic cache of {args.cache_steps} steps to {out}")
+        out = write_synthetic_cache(args.out, args.cache_steps, channels=args.channels,
+                                    dtype=args.dtype)
+        print(f"wrote a synthetic {args.dtype} cache of {args.cache_steps} steps x "
+              f"{args.channels} channels to {out}")
         return 0
+    elif args.what == "loader" and args.memory_limit:
+        from ..bench.bigcache import main as bench_main
+
+        args.batch_size = args.batch_size or 64
     elif args.what == "loader":
         from ..bench.loader import main as bench_main
+
+        args.batch_size = args.batch_size or 256
     else:
         from ..bench.train import main as bench_main
     return bench_main(args)

@@ -20,7 +20,8 @@ def add(sub) -> None:
     t.add_argument("--compile", action="store_true", default=None, help="torch.compile")
     t.add_argument("--devices", help="number of devices (DDP when > 1)")
     t.add_argument("--strategy", help="e.g. ddp")
-    t.add_argument("--data-mode", choices=("auto", "resident", "loader"))
+    t.add_argument("--data-mode",
+                   choices=("auto", "resident", "resident_sharded", "loader", "blocks"))
     t.add_argument("--num-workers", help="DataLoader workers (loader mode)")
     t.add_argument("--seed", type=int)
     t.add_argument("--out", help="run folder (checkpoints, logs, plots)")
@@ -58,7 +59,8 @@ def run(args) -> int:
     summary = train(cfg, resume=resume)
     if rank_zero_only.rank == 0:  # the other DDP ranks print nothing
         print(f"trained {summary['epochs']} epochs ({summary['global_step']} steps), data "
-              f"{summary['data_mode']}, precision {summary['precision']}")
+              f"{summary['data_mode']} ({summary['data_mode_reason']}), precision "
+              f"{summary['precision']}")
         print(summary["throughput_summary"])
         print(format_skill(summary["skill"]))
         print(f"run folder: {cfg.trainer.out} (checkpoints/, logs/metrics.csv, loss.png, "

@@ -19,6 +19,7 @@ from pydantic import (
 
 from .loading import read_yaml_mapping, validate, with_changes
 from .model import ModelConfig
+from .sizes import memory_bytes
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 # Lightning's precision names (and "auto": bf16-mixed on CUDA, 32-true on CPU)
@@ -42,8 +43,12 @@ class OptimConfig(BaseModel):
 
 
 class TrainerConfig(BaseModel):
-    """How to train. ``data_mode``: ``resident`` (the split on the device), ``loader`` (a
-    DataLoader with workers) or ``auto`` (resident when it fits). ``loss_scale``:
+    """How to train. ``data_mode`` (see the README, "Feeding the trainer"): ``resident`` (the
+    split on each device), ``resident_sharded`` (each DDP rank holds only its share of the
+    split), ``loader`` (a DataLoader with workers, full shuffle), ``blocks`` (a DataLoader
+    with :class:`era5cache.BlockShuffleSampler`, for caches bigger than memory) or ``auto``
+    (the first that fits, in that order). ``block_bytes``/``pool_bytes``: the sampler's
+    sizes (None: by the memory available). ``loss_scale``:
     ``increment`` weighs each channel's error by its one-step-difference std, ``std`` takes
     it as stored. ``max_time``: ``DD:HH:MM:SS``."""
 
@@ -57,7 +62,9 @@ class TrainerConfig(BaseModel):
     devices: PositiveInt | Literal["auto", "cpu"] = 1
     strategy: str = "auto"
     seed: int = 0
-    data_mode: Literal["auto", "resident", "loader"] = "auto"
+    data_mode: Literal["auto", "resident", "resident_sharded", "loader", "blocks"] = "auto"
+    block_bytes: str | int | None = None
+    pool_bytes: str | int | None = None
     num_workers: NonNegativeInt | Literal["auto"] = "auto"
     out: str = "runs/ratransformer"
     loss_scale: Literal["increment", "std"] = "increment"
@@ -70,6 +77,19 @@ class TrainerConfig(BaseModel):
         v = str(v)
         if v not in PRECISIONS:
             raise ValueError(f"precision {v!r} is not one of {', '.join(PRECISIONS)}")
+        return v
+
+    @field_validator("block_bytes", "pool_bytes")
+    @classmethod
+    def _size(cls, v):
+        if v is None:
+            return v
+        try:
+            n = memory_bytes(v)
+        except (ValueError, TypeError):
+            raise ValueError(f"not a size: {v!r} (use e.g. 16MiB)") from None
+        if n <= 0:
+            raise ValueError(f"must be a positive size, not {v!r}")
         return v
 
     @field_validator("max_time")

@@ -46,7 +46,10 @@ def each_group(work, groups: list[tuple[int, int]], threads: int) -> None:
 
     Threads take the next group as they become free, so a thread that the OS runs less
     (another process busy on its core) takes fewer groups and the batch waits at most for
-    the group it is on. numpy and torch release the GIL in the per-window kernels.
+    the group it is on. numpy and torch release the GIL in the per-window kernels. The
+    helpers run in the caller's inference mode (thread-local in torch): tensors made by a
+    caller under ``torch.inference_mode`` (Lightning's validation) are inference tensors,
+    which only code in that mode may change in place.
     """
     threads = min(threads, len(groups))
     if threads <= 1:
@@ -62,6 +65,11 @@ def each_group(work, groups: list[tuple[int, int]], threads: int) -> None:
         _HELPERS.set(helpers)
     pool = helpers[0]
     todo, lock = iter(groups), threading.Lock()
+    inference = torch.is_inference_mode_enabled()
+
+    def helper() -> None:
+        with torch.inference_mode(inference):
+            drain()
 
     def drain() -> None:
         while True:
@@ -71,7 +79,7 @@ def each_group(work, groups: list[tuple[int, int]], threads: int) -> None:
                 return
             work(*g)
 
-    running = [pool.submit(drain) for _ in range(threads - 1)]
+    running = [pool.submit(helper) for _ in range(threads - 1)]
     try:
         drain()
     finally:

@@ -293,6 +293,11 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         return Batch(self._load(self.starts[np.asarray(indices, dtype=np.int64)]))
 
     @property
+    def nan_channels(self) -> np.ndarray:
+        """Positions (in ``channels``) of the channels that hold a NaN in this split."""
+        return self._nan_channels
+
+    @property
     def frame_shape(self) -> tuple[int, int, int]:
         """(channel, lat, lon) of one time step of the selected channels."""
         return (len(self.channels), *self.info.shape[2:])
@@ -348,8 +353,11 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
     # --- GPU-resident mode ----------------------------------------------------------------
     def to_device(self, device: str | torch.device = "cuda", dtype: torch.dtype = torch.float32,
                   batch_size: int = 64, shuffle: bool = True, drop_last: bool = False,
-                  seed: int = 0, rank: int = 0, world_size: int = 1):
-        """Copy this split once to ``device`` and iterate batches built there by index.
+                  seed: int = 0, rank: int = 0, world_size: int = 1, shard: bool = False,
+                  batch_dtype: torch.dtype | None = None):
+        """Copy this split (``shard``: only this rank's share of it) once to ``device`` and
+        iterate batches built there by index; frames held in ``dtype``, batches cast to
+        ``batch_dtype`` (default ``dtype``).
 
         See :class:`era5cache.serve.resident.ResidentBatches`.
         """
@@ -357,7 +365,7 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
 
         return ResidentBatches(self, device=device, dtype=dtype, batch_size=batch_size,
                                shuffle=shuffle, drop_last=drop_last, seed=seed, rank=rank,
-                               world_size=world_size)
+                               world_size=world_size, shard=shard, batch_dtype=batch_dtype)
 
     def __repr__(self) -> str:
         return (f"CachedERA5Dataset({str(self.root)!r}, split={self.split!r}, "

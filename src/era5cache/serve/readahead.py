@@ -67,10 +67,12 @@ class ReadAhead:
 
 
 def evict(path: str | os.PathLike) -> None:
-    """Drop ``path``'s clean pages from the page cache (``POSIX_FADV_DONTNEED``), so that
-    the next read comes from the disk: the benchmarks' cold start."""
+    """Write ``path``'s dirty pages back, then drop its pages from the page cache
+    (``POSIX_FADV_DONTNEED``), so that the next read comes from the disk: the benchmarks'
+    cold start."""
     fd = os.open(os.fspath(path), os.O_RDONLY)
     try:
+        os.fdatasync(fd)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)

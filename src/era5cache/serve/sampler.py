@@ -7,7 +7,8 @@ frame is read ``seq_len + lead`` times an epoch (once for each window that holds
 sampler orders an epoch so that the file is read about once, in order within blocks:
 
 1. The split's windows, in time order, are cut into **blocks** of ``block_bytes`` of
-   consecutive windows (one step of the selected channels per window: ~16 MiB by default).
+   consecutive windows (one step of the selected channels per window: 16 MiB by default,
+   less where memory is short: :func:`default_sizes`).
 2. Each epoch the blocks are permuted (seed ``(seed, epoch)``, the same on every rank), and
    the windows of the permuted blocks laid end to end.
 3. Ranks take consecutive, equal shares of that order (padded by repeating its start, as
@@ -39,10 +40,20 @@ import math
 import numpy as np
 import torch
 
+from .memory import available_memory
 from .readahead import ReadAhead
 
 BLOCK_BYTES = 16 << 20
 POOL_BYTES = 256 << 20
+MIN_BLOCKS_PER_POOL = 16
+
+
+def default_sizes(available: int) -> tuple[int, int]:
+    """(block_bytes, pool_bytes) for a process that can fill ``available`` bytes: pools of
+    256 MiB, or an eighth of that memory where it is less (two pools in the page cache
+    while the workers' batches take their share), of at least 16 blocks."""
+    pool = max(1 << 20, min(POOL_BYTES, available // 8))
+    return min(BLOCK_BYTES, pool // MIN_BLOCKS_PER_POOL), pool
 
 
 def epoch_order(n: int, block: int, pool: int, *, shuffle: bool, seed: int, epoch: int,
@@ -91,8 +102,9 @@ class BlockShuffleSampler(torch.utils.data.Sampler[int]):
         seed: the order of epoch ``e`` depends on ``(seed, e)`` only.
         rank, world_size: this process's share (as ``DistributedSampler``).
         drop_last: cut the windows that do not divide evenly among ranks instead of padding.
-        block_bytes: bytes of consecutive steps (of the selected channels) per block.
-        pool_bytes: bytes per shuffle pool (rounded down to whole blocks, at least one).
+        block_bytes, pool_bytes: bytes of consecutive steps (of the selected channels) per
+            block, and per shuffle pool (rounded down to whole blocks, at least one); None:
+            :func:`default_sizes` of the memory available now (cgroup limits included).
         readahead: read the next pool ahead in a background thread.
 
     Use ``DataLoader(dataset, batch_size=B, sampler=sampler, collate_fn=
@@ -101,13 +113,17 @@ class BlockShuffleSampler(torch.utils.data.Sampler[int]):
     """
 
     def __init__(self, dataset, shuffle: bool = True, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, drop_last: bool = False, block_bytes: int = BLOCK_BYTES,
-                 pool_bytes: int = POOL_BYTES, readahead: bool = True):
+                 world_size: int = 1, drop_last: bool = False, block_bytes: int | None = None,
+                 pool_bytes: int | None = None, readahead: bool = True):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.dataset = dataset
         self.shuffle, self.seed, self.drop_last = bool(shuffle), int(seed), bool(drop_last)
         self.rank, self.world_size = int(rank), int(world_size)
+        if block_bytes is None or pool_bytes is None:
+            auto_block, auto_pool = default_sizes(available_memory())
+            block_bytes = auto_block if block_bytes is None else block_bytes
+            pool_bytes = auto_pool if pool_bytes is None else pool_bytes
         step = dataset.step_bytes
         self.block = max(1, int(block_bytes) // step)
         self.pool = max(1, int(pool_bytes) // step // self.block) * self.block

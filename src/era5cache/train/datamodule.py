@@ -10,13 +10,62 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..config.sizes import memory_bytes
 from ..config.trainer import TrainConfig
 from ..serve.dataset import CachedERA5Dataset
+from ..serve.memory import available_memory
+from ..serve.resident import resident_bytes, shard_windows
+from ..serve.sampler import BlockShuffleSampler
 
 
 def device_kind(cfg: TrainConfig) -> str:
     """``"cuda"`` where a GPU is there and the recipe does not ask for the CPU."""
     return "cuda" if torch.cuda.is_available() and cfg.trainer.devices != "cpu" else "cpu"
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def choose_data_mode(ds: CachedERA5Dataset, device: str, world: int,
+                     dtype: torch.dtype) -> tuple[str, str]:
+    """``auto``'s choice for the training split ``ds`` and why, in words.
+
+    Resident when the split (frames in ``dtype`` and the NaN channels' mask) takes under 40%
+    of the GPU's free memory (25% of the host's available memory, for every rank, on the
+    CPU); resident_sharded when one rank's share does (DDP); else a DataLoader: full
+    shuffle when the split's bytes in the file take under half the memory available to
+    this process (the page cache holds it: every window a memory copy), blocks otherwise.
+    """
+    need = resident_bytes(ds, dtype=dtype)
+    share = resident_bytes(ds, shard_windows(len(ds), 0, world), dtype) if world > 1 else need
+    if device == "cuda":
+        free, _ = torch.cuda.mem_get_info()
+        room, where = 0.4 * free, f"40% of the GPU's {_gb(free)} free"
+        if need < room:
+            return "resident", f"the split's {_gb(need)} fits {where}"
+        if world > 1 and share < room:
+            return "resident_sharded", (f"one rank's share, {_gb(share)} of the split's "
+                                        f"{_gb(need)}, fits {where}")
+        why = f"the split's {_gb(need)} does not fit {where}"
+    else:
+        avail = available_memory()
+        room, where = 0.25 * avail, f"25% of the {_gb(avail)} of memory available"
+        if need * world < room:
+            return "resident", f"the split's {_gb(need)} x {world} rank(s) fits {where}"
+        if world > 1 and share * world < room:
+            return "resident_sharded", (f"the ranks' shares, {_gb(share * world)} in all, "
+                                        f"fit {where}")
+        why = f"the split's {_gb(need)} x {world} rank(s) does not fit {where}"
+    avail = available_memory()
+    frames = int(ds.starts.max() - ds.starts.min()) + ds.seq_len + ds.lead
+    on_disk = frames * ds.step_bytes
+    if on_disk < 0.5 * avail:
+        return "loader", (f"{why}; its {_gb(on_disk)} in the file fit half the "
+                          f"{_gb(avail)} of memory available (page cache): full shuffle")
+    return "blocks", (f"{why}; its {_gb(on_disk)} in the file do not fit half the "
+                      f"{_gb(avail)} of memory available: BlockShuffleSampler reads it in "
+                      "blocks")
 
 
 class ERA5DataModule(L.LightningDataModule):
@@ -32,22 +81,35 @@ class ERA5DataModule(L.LightningDataModule):
         self.train_ds = self.splits["train"]
         if len(self.train_ds) == 0:
             raise ValueError(f"{cfg.data}: no training windows (period too short?)")
-        self.mode = self._choose_mode()
+        self.mode, self.mode_reason = self._choose_mode()
         self._iterables: dict[str, object] = {}
 
-    def _choose_mode(self) -> str:
+    def _choose_mode(self) -> tuple[str, str]:
+        """(data mode, why): the recipe's, or under ``auto`` the first that fits of
+        resident (the split on each device), resident_sharded (each rank's share), loader
+        (the split fits the page cache: full shuffle) and blocks (it does not)."""
         mode = self.cfg.trainer.data_mode
         if mode != "auto":
-            return mode
-        ds = self.train_ds
-        frames = int(ds.starts.max() - ds.starts.min()) + ds.seq_len + ds.lead
-        need = frames * int(np.prod(ds.frame_shape)) * 5  # float32 data + bool mask
-        if device_kind(self.cfg) == "cuda":
-            free, _ = torch.cuda.mem_get_info()
-            return "resident" if need < 0.4 * free else "loader"
-        import psutil
+            return mode, "set in the recipe"
+        return choose_data_mode(self.train_ds, device_kind(self.cfg), self._world_size(),
+                                self._frame_dtype(device_kind(self.cfg)))
 
-        return "resident" if need < 0.25 * psutil.virtual_memory().available else "loader"
+    def _world_size(self) -> int:
+        if self.trainer is not None:
+            return self.trainer.world_size
+        d, n = self.cfg.trainer.devices, torch.cuda.device_count()
+        if isinstance(d, int):
+            return d
+        return max(1, n) if d == "auto" and device_kind(self.cfg) == "cuda" else 1
+
+    def _frame_dtype(self, device: str) -> torch.dtype:
+        """Resident frames: bfloat16 on CUDA under bf16 precision, the cache's own 16 bits
+        where it has them, else float32."""
+        precision = self.cfg.trainer.precision
+        if device == "cuda" and "bf16" in (precision if precision != "auto" else "bf16-mixed"):
+            return torch.bfloat16
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(
+            self.train_ds.info.storage, torch.float32)
 
     def climatology(self) -> torch.Tensor:
         """Per-point training-period mean, normalised, NaN -> 0: (C, H, W)."""
@@ -72,21 +134,26 @@ class ERA5DataModule(L.LightningDataModule):
         t = self.cfg.trainer
         rank = self.trainer.global_rank if self.trainer else 0
         world = self.trainer.world_size if self.trainer else 1
-        if self.mode == "resident":
+        if self.mode in ("resident", "resident_sharded"):
             device = self.trainer.strategy.root_device if self.trainer else "cpu"
-            dtype = torch.bfloat16 if (str(device).startswith("cuda")
-                                       and "bf16" in str(self.trainer.precision)) \
-                else torch.float32
+            dtype = self._frame_dtype(torch.device(device).type)
             key = f"{split}-{rank}"
             if key not in self._iterables:
                 self._iterables[key] = ds.to_device(
                     device, dtype=dtype, batch_size=t.batch_size, shuffle=train,
-                    drop_last=train, seed=t.seed, rank=rank, world_size=world)
+                    drop_last=train, seed=t.seed, rank=rank, world_size=world,
+                    shard=self.mode == "resident_sharded",
+                    batch_dtype=dtype if dtype == torch.bfloat16 else torch.float32)
             return self._iterables[key]
         workers = (min(8, os.cpu_count() or 1) if t.num_workers == "auto"
                    else int(t.num_workers))
         sampler = None
-        if world > 1:
+        if self.mode == "blocks":
+            sampler = BlockShuffleSampler(
+                ds, shuffle=train, seed=t.seed, rank=rank, world_size=world,
+                block_bytes=None if t.block_bytes is None else memory_bytes(t.block_bytes),
+                pool_bytes=None if t.pool_bytes is None else memory_bytes(t.pool_bytes))
+        elif world > 1:
             sampler = torch.utils.data.DistributedSampler(ds, num_replicas=world, rank=rank,
                                                           shuffle=train, seed=t.seed)
         return DataLoader(

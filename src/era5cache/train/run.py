@@ -16,6 +16,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from ..config.trainer import TrainConfig
@@ -35,6 +36,8 @@ def build(cfg: TrainConfig):
     """(datamodule, module, trainer, monitor) for ``cfg``."""
     L.seed_everything(cfg.trainer.seed, workers=True)
     dm = ERA5DataModule(cfg)
+    if rank_zero_only.rank == 0:
+        print(f"data: {dm.mode} ({dm.mode_reason})", flush=True)
     ds = dm.train_ds
     raw_stats = {k: v.tolist() for k, v in ds.stats.items()}
     channels, height, width = ds.frame_shape
@@ -62,7 +65,8 @@ def build(cfg: TrainConfig):
         accumulate_grad_batches=cfg.trainer.accumulate, callbacks=callbacks,
         logger=CSVLogger(out, name="logs", version=""),
         log_every_n_steps=cfg.trainer.log_every_n_steps, num_sanity_val_steps=0,
-        deterministic=False, enable_model_summary=False, default_root_dir=out)
+        deterministic=False, enable_model_summary=False, default_root_dir=out,
+        use_distributed_sampler=False)  # the datamodule shares the data out itself
     return dm, module, trainer, monitor
 
 
@@ -74,7 +78,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         trainer.validate(module, datamodule=dm, verbose=False)
     if len(dm.splits["test"]):
         trainer.test(module, datamodule=dm, verbose=False)
-    summary = {"config": cfg.to_json(), "data_mode": dm.mode, "precision": _precision(cfg),
+    summary = {"config": cfg.to_json(), "data_mode": dm.mode,
+               "data_mode_reason": dm.mode_reason, "precision": _precision(cfg),
                "global_step": trainer.global_step, "epochs": trainer.current_epoch,
                "skill": module.results, "throughput": monitor.history,
                "throughput_summary": monitor.summary()}
