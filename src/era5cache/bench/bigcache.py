@@ -17,7 +17,9 @@ the same file:
 - the last two on the same steps stored as bfloat16 (``dtype: bfloat16``: half the bytes).
 
 Then, without the limit and with the float32 file in the page cache, the full shuffle against
-the sampler in windows/s: the sampler must cost nothing when the cache fits.
+the sampler in windows/s: the sampler must cost nothing when the cache fits. The full
+shuffle in memory is also the loader's ceiling on this CPU (column "x loader in memory"):
+where the disk reads faster than the workers can cut windows, no order reaches the disk.
 """
 
 from __future__ import annotations
@@ -145,18 +147,22 @@ def main(args) -> int:
         return float(np.median([v[key] for k, v in rows.items() if k.startswith(prefix)]))
 
     seq = med("cold sequential")
+    cpu = med("in memory: DataLoader shuffle=True")  # the loader's ceiling on this CPU
     names = ["cold sequential read()", "DataLoader shuffle=False",
              "DataLoader shuffle=True, float32", "DataLoader + BlockShuffleSampler, float32",
-             "DataLoader shuffle=True, bfloat16", "DataLoader + BlockShuffleSampler, bfloat16"]
-    out_rows = [(n, f"{med(n):,.0f}", f"{med(n) / seq:.2f}",
+             "DataLoader shuffle=True, bfloat16", "DataLoader + BlockShuffleSampler, bfloat16",
+             "in memory: DataLoader shuffle=True", "in memory: DataLoader + BlockShuffleSampler"]
+    out_rows = [(n, f"{med(n):,.0f}", f"{med(n) / seq:.2f}", f"{med(n) / cpu:.2f}",
                  "-" if n.startswith("cold") else f"{med(n, 'windows_per_s'):,.0f}")
                 for n in names]
     print(f"medians of {args.rounds} rounds, each pass cold, memory limit "
           f"{limit / 2**30:.2f} GiB (peak charged {peak / 2**30 if peak else float('nan'):.2f}"
           " GiB)")
-    print(table(out_rows, ("path", "file MB/s", "x cold sequential read", "windows/s")))
+    print(table(out_rows, ("path", "file MB/s", "x cold sequential read",
+                           "x loader in memory", "windows/s")))
     ratios = {
         "sampler_vs_sequential": med("DataLoader + BlockShuffleSampler, float32") / seq,
+        "sampler_vs_in_memory_loader": med("DataLoader + BlockShuffleSampler, float32") / cpu,
         "sampler_vs_shuffled_loader": (med("DataLoader + BlockShuffleSampler, float32")
                                        / med("DataLoader shuffle=True, float32")),
         "bf16_vs_f32_sampler_windows": (
