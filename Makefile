@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/era5cache bench preprocess --json bench-results/preprocess.json
 	@test -f data/cache/manifest.json || $(MAKE) preprocess
 	$(BIN)/era5cache bench loader --json bench-results/loader.json
+	$(BIN)/era5cache bench loader --memory-limit 2GiB --json bench-results/loader-bigger-than-memory.json
 	$(BIN)/era5cache bench train --json bench-results/train.json
 
 lint: $(STAMP)

@@ -16,6 +16,10 @@ the same file:
 - the same with :class:`~era5cache.BlockShuffleSampler`;
 - the last two on the same steps stored as bfloat16 (``dtype: bfloat16``: half the bytes).
 
+``--read-bps RATE`` (e.g. ``400MB``) also throttles reads from the cache's disk in a block
+I/O cgroup (:class:`.cgroup.ReadThrottle`): slower storage, such as a network file system,
+on a machine whose disk outruns what its cores can cut into windows.
+
 Then, without the limit and with the float32 file in the page cache, the full shuffle against
 the sampler in windows/s: the sampler must cost nothing when the cache fits. The full
 shuffle in memory is also the loader's ceiling on this CPU (column "x loader in memory"):
@@ -24,6 +28,7 @@ where the disk reads faster than the workers can cut windows, no order reaches t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -38,7 +43,7 @@ from ..sample.synthetic import write_synthetic_cache
 from ..serve.dataset import CachedERA5Dataset
 from ..serve.readahead import evict
 from ..serve.sampler import BlockShuffleSampler
-from .cgroup import MemoryCgroup
+from .cgroup import MemoryCgroup, ReadThrottle
 from .common import machine, table, write_json
 
 PIECE = 8 << 20
@@ -102,8 +107,9 @@ def main(args) -> int:
     print(f"cache {paths['float32']}: {size / 1e9:.2f} GB float32 ({steps} steps x "
           f"{args.channels} channels, {step_bytes / 1e3:.1f} kB a step), "
           f"{dss['bfloat16'].path.stat().st_size / 1e9:.2f} GB bfloat16; memory limit "
-          f"{limit / 2**30:.2f} GiB; batch {B}, {W} workers, seq_len {args.seq_len}",
-          flush=True)
+          f"{limit / 2**30:.2f} GiB; batch {B}, {W} workers, seq_len {args.seq_len}"
+          + (f"; disk reads throttled to {memory_bytes(args.read_bps) / 1e6:.0f} MB/s"
+             if args.read_bps else ""), flush=True)
     rows: dict[str, dict] = {}
 
     def record(name, windows, seconds, ds, windows_are_bytes=False):
@@ -118,7 +124,9 @@ def main(args) -> int:
         return BlockShuffleSampler(ds, seed=0, block_bytes=args.block_bytes,
                                    pool_bytes=args.pool_bytes)
 
-    with MemoryCgroup(limit) as cg:
+    throttle = (ReadThrottle(f32.path, memory_bytes(args.read_bps)) if args.read_bps
+                else contextlib.nullcontext())
+    with MemoryCgroup(limit) as cg, throttle:
         for rnd in range(args.rounds):
             for d in ("float32", "bfloat16"):
                 evict(dss[d].path)
@@ -155,9 +163,10 @@ def main(args) -> int:
     out_rows = [(n, f"{med(n):,.0f}", f"{med(n) / seq:.2f}", f"{med(n) / cpu:.2f}",
                  "-" if n.startswith("cold") else f"{med(n, 'windows_per_s'):,.0f}")
                 for n in names]
+    charged = f"{peak / 2**30:.2f} GiB" if peak else "unknown"
+    throttled = f", reads throttled to {args.read_bps}" if args.read_bps else ""
     print(f"medians of {args.rounds} rounds, each pass cold, memory limit "
-          f"{limit / 2**30:.2f} GiB (peak charged {peak / 2**30 if peak else float('nan'):.2f}"
-          " GiB)")
+          f"{limit / 2**30:.2f} GiB (peak charged {charged}){throttled}")
     print(table(out_rows, ("path", "file MB/s", "x cold sequential read",
                            "x loader in memory", "windows/s")))
     ratios = {
@@ -175,6 +184,7 @@ def main(args) -> int:
     print("ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
     write_json(args.json, {"benchmark": "loader-bigger-than-memory", "machine": machine(),
                            "memory_limit": limit, "peak_charged": peak,
+                           "read_bps": memory_bytes(args.read_bps) if args.read_bps else None,
                            "cache_bytes": size, "channels": args.channels, "steps": steps,
                            "batch_size": B, "workers": W, "results": rows,
                            "ratios": ratios})

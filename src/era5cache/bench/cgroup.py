@@ -1,60 +1,62 @@
-"""A memory cgroup for benchmarks that must see a machine smaller than this one.
+"""Cgroups for benchmarks that must see a machine smaller or slower than this one.
 
 :class:`MemoryCgroup` makes a child of the process's own memory cgroup (v1:
 ``/sys/fs/cgroup/memory/...`` with ``memory.limit_in_bytes``; v2: ``memory.max``), moves this
 process into it (its children, DataLoader workers included, inherit it), and on exit moves it
 back and removes the folder. Page cache that a process in the group reads is charged to the
 group, so a file bigger than the limit cannot stay cached: the kernel evicts its pages as the
-group reads more. Needs root (or a delegated cgroup); a one-line :class:`ResourceError`
-otherwise.
+group reads more.
+
+:class:`ReadThrottle` does the same with the block I/O controller (v1
+``blkio.throttle.read_bps_device``; v2 ``io.max``): reads from the disk that holds a file,
+read-ahead included, go no faster than a given rate. It stands in for slower storage (a
+network file system, a SATA disk) on a machine whose disk outruns its cores.
+
+Both need root (or a delegated cgroup): a one-line :class:`ResourceError` otherwise.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 from ..errors import ResourceError
-from ..serve.memory import own_memory_cgroup
+from ..serve.memory import CGROUP_ROOT, own_memory_cgroup
 
 
-class MemoryCgroup:
-    """``with MemoryCgroup(limit_bytes):`` runs the block (and the processes it starts) with
-    at most ``limit_bytes`` of memory, page cache included."""
+def _own_cgroup(controller: str) -> tuple[Path, bool]:
+    """(folder of this process's cgroup for ``controller``, whether it is cgroup v2)."""
+    lines = Path("/proc/self/cgroup").read_text().splitlines()
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return CGROUP_ROOT / controller / path.lstrip("/"), False
+    for line in lines:
+        if line.startswith("0::"):
+            return CGROUP_ROOT / line[3:].lstrip("/"), True
+    raise ResourceError(f"no {controller} cgroup found in /proc/self/cgroup")
 
-    def __init__(self, limit_bytes: int, name: str | None = None):
-        self.limit = int(limit_bytes)
-        found = own_memory_cgroup()
-        if found is None:
-            raise ResourceError("no memory cgroup found in /proc/self/cgroup; run without "
-                                "--memory-limit")
-        parent, self._limit_file = found
-        self.parent = parent
-        self.path = parent / (name or f"era5cache-bench-{os.getpid()}")
 
-    def __enter__(self) -> MemoryCgroup:
+class _ChildCgroup:
+    """A child cgroup with ``settings`` (file name -> value) that this process joins for the
+    ``with`` block."""
+
+    def __init__(self, parent: Path, settings: dict[str, str], what: str):
+        self.parent, self.settings, self.what = parent, settings, what
+        self.path = parent / f"era5cache-bench-{os.getpid()}"
+
+    def __enter__(self):
         try:
             self.path.mkdir()
-            (self.path / self._limit_file).write_text(str(self.limit))
+            for name, value in self.settings.items():
+                (self.path / name).write_text(value)
             (self.path / "cgroup.procs").write_text(str(os.getpid()))
         except OSError as exc:
             self._remove()
-            raise ResourceError(f"{self.path}: cannot make a memory cgroup ({exc.strerror}); "
-                                "run as root, or without --memory-limit") from exc
+            raise ResourceError(f"{self.path}: cannot make a {self.what} cgroup "
+                                f"({exc.strerror}); run as root") from exc
         return self
-
-    def usage(self) -> int:
-        """Bytes charged to the group now (page cache included)."""
-        name = ("memory.usage_in_bytes" if self._limit_file == "memory.limit_in_bytes"
-                else "memory.current")
-        return int((self.path / name).read_text())
-
-    def peak(self) -> int | None:
-        """Largest charge so far, where the kernel keeps it."""
-        for name in ("memory.max_usage_in_bytes", "memory.peak"):
-            p = self.path / name
-            if p.exists():
-                return int(p.read_text())
-        return None
 
     def __exit__(self, *exc) -> None:
         try:
@@ -65,8 +67,6 @@ class MemoryCgroup:
     def _remove(self) -> None:
         """Remove the folder once its processes have left (exited workers may linger a
         moment)."""
-        import time
-
         for _ in range(50):
             try:
                 self.path.rmdir()
@@ -75,3 +75,48 @@ class MemoryCgroup:
                 return
             except OSError:
                 time.sleep(0.1)
+
+
+class MemoryCgroup(_ChildCgroup):
+    """``with MemoryCgroup(limit_bytes):`` runs the block (and the processes it starts) with
+    at most ``limit_bytes`` of memory, page cache included."""
+
+    def __init__(self, limit_bytes: int):
+        found = own_memory_cgroup()
+        if found is None:
+            raise ResourceError("no memory cgroup found in /proc/self/cgroup; run without "
+                                "--memory-limit")
+        parent, limit_file = found
+        self.limit = int(limit_bytes)
+        self._v1 = limit_file == "memory.limit_in_bytes"
+        super().__init__(parent, {limit_file: str(self.limit)}, "memory")
+
+    def peak(self) -> int | None:
+        """Largest charge so far, where the kernel keeps it."""
+        for name in ("memory.max_usage_in_bytes", "memory.peak"):
+            p = self.path / name
+            if p.exists():
+                return int(p.read_text())
+        return None
+
+
+def disk_of(path: str | os.PathLike) -> str:
+    """``MAJ:MIN`` of the whole disk that holds ``path`` (a partition's parent)."""
+    dev = os.stat(path).st_dev
+    node = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    if (node / "partition").exists():
+        return (node.resolve().parent / "dev").read_text().strip()
+    return f"{os.major(dev)}:{os.minor(dev)}"
+
+
+class ReadThrottle(_ChildCgroup):
+    """``with ReadThrottle(path, bps):`` reads from the disk holding ``path`` at most ``bps``
+    bytes a second, in this process and those it starts."""
+
+    def __init__(self, path: str | os.PathLike, bps: int):
+        parent, v2 = _own_cgroup("blkio")
+        disk = disk_of(path)
+        setting = ({"io.max": f"{disk} rbps={int(bps)}"} if v2
+                   else {"blkio.throttle.read_bps_device": f"{disk} {int(bps)}"})
+        self.bps = int(bps)
+        super().__init__(parent, setting, "block I/O")

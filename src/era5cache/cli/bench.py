@@ -21,6 +21,9 @@ def add(sub) -> None:
     b.add_argument("--memory-limit", default=None,
                    help="loader: read a cache bigger than this (e.g. 2GiB) from a memory "
                         "cgroup of this size (needs root); see bench/bigcache.py")
+    b.add_argument("--read-bps", default=None,
+                   help="loader --memory-limit: also throttle disk reads to this rate "
+                        "(e.g. 400MB; a block I/O cgroup)")
     b.add_argument("--size-factor", type=float, default=2.2,
                    help="loader --memory-limit: cache size over the limit")
     b.add_argument("--workers", type=int, default=2, help="loader --memory-limit: workers")

@@ -7,6 +7,11 @@ physical units), NaN (land in ``sst``) replaced by ``fill_value`` after normalis
 ``return_mask=True`` a boolean ``mask`` (True = valid) of ``y`` follows, with
 ``return_time=True`` the int64 timestamps (seconds since 1970) of the ``seq_len + 1`` steps.
 
+A 16-bit cache (``dtype: float16``/``bfloat16`` at preprocessing) stores normalised values;
+they are decoded to float32 on the way (and scaled back for ``normalize=False``), within the
+rounding error the cache states (``info.encoding_error``, physical units). ``channels=``
+reads only those channels' bytes.
+
 Windows never cross a gap in time nor the edge of their split. The array is read through
 ``numpy.memmap`` at ``/data``'s file offset, opened lazily in each process (the object
 pickles without its map, so ``fork`` and ``spawn`` workers each open their own).

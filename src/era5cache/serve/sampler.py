@@ -22,15 +22,16 @@ While pool ``k`` is handed out, pool ``k + 1``'s bytes are read ahead in a backg
 sequentially while the consumer works on the current one from the page cache, which needs to
 hold the pools between the consumer and the sampler: a DataLoader draws indices
 ``num_workers * prefetch_factor`` batches ahead of the batch it hands out, so about two
-pools (``2 * pool_bytes``, 512 MiB by default) plus that lead. (Dropping consumed pools'
+pools (``2 * pool_bytes``, 256 MiB by default) plus that lead. (Dropping consumed pools'
 pages with ``POSIX_FADV_DONTNEED`` was tried: no faster in a 2 GiB cgroup.)
 
 **The randomness given up.** Every window is drawn exactly once an epoch and the epoch's order
 changes with the epoch, as with a full shuffle, but a batch is drawn from one pool: from
-``pool_bytes / block_bytes`` random blocks (16 by default) instead of the whole split, so its
-windows come in groups of neighbours in time (a batch of 64 from 16 blocks holds ~4 windows
-of each block, hours apart). Two windows of one batch share a block with probability
-~``block_bytes / pool_bytes`` (1/16), against ~``block / windows`` for a full shuffle.
+``pool_bytes / block_bytes`` random blocks (8 by default) instead of the whole split, so its
+windows come in groups of neighbours in time (a batch of 64 from 8 blocks holds ~8 windows
+of each block, hours or days apart). Two windows of one batch share a block with
+probability ~``block_bytes / pool_bytes`` (1/8), against ~``block / windows`` for a full
+shuffle.
 Gradients are averaged over more correlated samples; for the RATransformer on the sample the
 validation skill matched the full shuffle's (``tests/train/test_train_blocks.py``). Smaller
 blocks and larger pools give more randomness for more page cache and shorter reads.
@@ -46,18 +47,19 @@ import torch
 from .memory import available_memory
 from .readahead import ReadAhead
 
-BLOCK_BYTES = 16 << 20
-POOL_BYTES = 256 << 20
-MIN_BLOCKS_PER_POOL = 16
+POOL_BYTES = 128 << 20
+BLOCKS_PER_POOL = 8
 
 
 def default_sizes(available: int) -> tuple[int, int]:
     """(block_bytes, pool_bytes) for a process that can fill ``available`` bytes: pools of
-    256 MiB, or 1/32 of that memory where it is less, of 16 blocks. (Two pools sit in the
-    page cache at a time; in a 2 GiB cgroup, 64 MiB pools fed the loader 10-20% faster
-    than 256 MiB ones: the kernel reclaims less under the limit.)"""
-    pool = max(1 << 20, min(POOL_BYTES, available // 32))
-    return pool // MIN_BLOCKS_PER_POOL, pool
+    128 MiB, or 1/64 of that memory where it is less, of 8 blocks. Measured in a 2 GiB
+    cgroup (``bench loader --memory-limit``): 32 MiB pools of 4 MiB blocks fed the loader
+    10-20% faster than 64 MiB or 256 MiB ones, with the disk's reads throttled to 400 MB/s
+    and without (the kernel reclaims less under the limit, and a pool read ahead is ready
+    sooner), and 2 or 3 pools read ahead were slower than 1."""
+    pool = max(1 << 20, min(POOL_BYTES, available // 64))
+    return pool // BLOCKS_PER_POOL, pool
 
 
 def epoch_order(n: int, block: int, pool: int, *, shuffle: bool, seed: int, epoch: int,
@@ -109,7 +111,7 @@ class BlockShuffleSampler(torch.utils.data.Sampler[int]):
         block_bytes, pool_bytes: bytes of consecutive steps (of the selected channels) per
             block, and per shuffle pool (rounded down to whole blocks, at least one); None:
             :func:`default_sizes` of the memory available now (cgroup limits included).
-        readahead: read the next pool ahead in a background thread.
+        readahead: pools read ahead in a background thread (0: none).
 
     Use ``DataLoader(dataset, batch_size=B, sampler=sampler, collate_fn=
     CachedERA5Dataset.collate)`` and call :meth:`set_epoch` before each epoch (Lightning
@@ -118,7 +120,7 @@ class BlockShuffleSampler(torch.utils.data.Sampler[int]):
 
     def __init__(self, dataset, shuffle: bool = True, seed: int = 0, rank: int = 0,
                  world_size: int = 1, drop_last: bool = False, block_bytes: int | None = None,
-                 pool_bytes: int | None = None, readahead: bool = True):
+                 pool_bytes: int | None = None, readahead: int = 1):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.dataset = dataset
@@ -131,7 +133,7 @@ class BlockShuffleSampler(torch.utils.data.Sampler[int]):
         step = dataset.step_bytes
         self.block = max(1, int(block_bytes) // step)
         self.pool = max(1, int(pool_bytes) // step // self.block) * self.block
-        self.readahead = readahead
+        self.readahead = int(readahead)
         self.epoch = 0
         self.last_readahead_bytes = 0
 
@@ -163,10 +165,11 @@ class BlockShuffleSampler(torch.utils.data.Sampler[int]):
         ahead = ReadAhead(self.dataset.path)
         pools = [order[a:a + self.pool] for a in range(0, order.size, self.pool)]
         try:
-            ahead.submit(self.pool_ranges(pools[0]))
+            for pool in pools[:self.readahead]:
+                ahead.submit(self.pool_ranges(pool))
             for k, pool in enumerate(pools):
-                if k + 1 < len(pools):
-                    ahead.submit(self.pool_ranges(pools[k + 1]))
+                if k + self.readahead < len(pools):
+                    ahead.submit(self.pool_ranges(pools[k + self.readahead]))
                 yield from pool.tolist()
         finally:
             ahead.close()
