@@ -48,8 +48,9 @@ RECIPE_CASES = [
     ("- a list", "expected a mapping at the top level"),
 ]
 TRAINER_CASES = [
-    ("trainer: {data_mode: gpu}", "trainer.data_mode: Input should be 'auto', 'resident' or "
-                                  "'loader' (got 'gpu')"),
+    ("trainer: {data_mode: gpu}", "trainer.data_mode: Input should be 'auto', 'resident', "
+     "'resident_sharded', 'loader' or 'blocks' (got 'gpu')"),
+    ("trainer: {pool_bytes: lots}", "trainer.pool_bytes: not a size: 'lots' (use e.g. 16MiB)"),
     ("trainer: {precision: fp8}", "trainer.precision: precision 'fp8' is not one of"),
     ("trainer: {batch_size: 0}", "trainer.batch_size: Input should be greater than 0"),
     ("trainer: {max_time: 2h}", "trainer.max_time: max_time '2h' is not DD:HH:MM:SS"),
