@@ -216,8 +216,7 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         d = np.asarray(self.data)  # a plain ndarray: slicing a memmap runs Python code
         span = self.seq_len - 1 + self.lead
         storage, affine = self.info.storage, self._affine
-        # in time order: windows that share steps read them while they are in the CPU cache
-        for i in sorted(range(a, b), key=starts.__getitem__):
+        for i in range(a, b):
             s = starts[i]
             for out, src in ((x[i], d[s:s + self.seq_len]), (y[i], d[s + span])):
                 if storage == "float32" and affine is not None:
