@@ -96,10 +96,11 @@ def test_train_resume_and_ema(small_cache, tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes(small_cache, tmp_path):
+@pytest.mark.parametrize("mode", ["resident", "resident_sharded", "blocks"])
+def test_ddp_two_cpu_processes(small_cache, tmp_path, mode):
     cfg = train_yaml(tmp_path, small_cache, epochs=1, ema=0)
-    r = run_cli("train", cfg, "--devices", "2", "--strategy", "ddp", "--data-mode", "resident")
+    r = run_cli("train", cfg, "--devices", "2", "--strategy", "ddp", "--data-mode", mode)
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     # 54 windows over 2 ranks: 27 each -> 3 full batches of 8 per rank.
-    assert s["global_step"] == 3
+    assert s["global_step"] == 3 and s["data_mode"] == mode
     assert "val: latitude-weighted RMSE" in r.stdout
