@@ -37,7 +37,7 @@ RECIPE_CASES = [
     ("periods: {train: [2019-06-01, 2019-01-01]}", "periods: train: period"),
     ("periods: {training: [2019-01-01, 2019-02-01]}", "periods: unknown period(s) ['training']"),
     ("dask: {workers: -1}", "dask.workers: Input should be greater than 0"),
-    ("dask: {memory_limit: lots}", "dask.memory_limit: not a memory size"),
+    ("dask: {memory_limit: lots}", "dask.memory_limit: not a size: 'lots' (use e.g. 2GiB)"),
     ("sample: {layout: grib}", "sample.layout: Input should be 'new' or 'legacy'"),
     ("sample: {resolution: 0.7}", "sample: resolution 0.7 does not divide 360 degrees"),
     ("chunksteps: 12", "chunksteps: unknown key"),

@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..timeaxis import Periods
 from .loading import read_yaml_mapping, validate, with_changes
 from .sample import SampleSpec
-from .sizes import DEFAULT_MEMORY_LIMIT, memory_bytes
+from .sizes import DEFAULT_MEMORY_LIMIT, checked_size
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 _FROZEN = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
@@ -43,13 +43,7 @@ class DaskSettings(BaseModel):
     @field_validator("memory_limit")
     @classmethod
     def _size(cls, v):
-        try:
-            n = memory_bytes(v)
-        except (ValueError, TypeError):
-            raise ValueError(f"not a memory size: {v!r} (use e.g. 2GiB)") from None
-        if n <= 0:
-            raise ValueError(f"must be a positive size, not {v!r}")
-        return v
+        return checked_size(v, "2GiB")
 
 
 class PreprocessConfig(BaseModel):

@@ -21,3 +21,15 @@ def memory_bytes(limit: str | int | float) -> int:
     if unit not in _UNITS:
         raise ValueError(f"not a memory size: {limit!r}")
     return int(float(number or 1) * _UNITS[unit])
+
+
+def checked_size(value: str | int, example: str) -> str | int:
+    """``value`` when it is a positive size; a :class:`ValueError` saying what is wrong
+    (with ``example``, e.g. ``"2GiB"``, as a size to write) otherwise. For validators."""
+    try:
+        n = memory_bytes(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"not a size: {value!r} (use e.g. {example})") from None
+    if n <= 0:
+        raise ValueError(f"must be a positive size, not {value!r}")
+    return value

@@ -19,7 +19,7 @@ from pydantic import (
 
 from .loading import read_yaml_mapping, validate, with_changes
 from .model import ModelConfig
-from .sizes import memory_bytes
+from .sizes import checked_size
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 # Lightning's precision names (and "auto": bf16-mixed on CUDA, 32-true on CPU)
@@ -82,15 +82,7 @@ class TrainerConfig(BaseModel):
     @field_validator("block_bytes", "pool_bytes")
     @classmethod
     def _size(cls, v):
-        if v is None:
-            return v
-        try:
-            n = memory_bytes(v)
-        except (ValueError, TypeError):
-            raise ValueError(f"not a size: {v!r} (use e.g. 16MiB)") from None
-        if n <= 0:
-            raise ValueError(f"must be a positive size, not {v!r}")
-        return v
+        return v if v is None else checked_size(v, "16MiB")
 
     @field_validator("max_time")
     @classmethod
