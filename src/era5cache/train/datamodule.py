@@ -24,7 +24,7 @@ def device_kind(cfg: TrainConfig) -> str:
 
 
 def _gb(n: float) -> str:
-    return f"{n / 1e9:.1f} GB"
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 def choose_data_mode(ds: CachedERA5Dataset, device: str, world: int,
@@ -102,11 +102,16 @@ class ERA5DataModule(L.LightningDataModule):
             return d
         return max(1, n) if d == "auto" and device_kind(self.cfg) == "cuda" else 1
 
-    def _frame_dtype(self, device: str) -> torch.dtype:
-        """Resident frames: bfloat16 on CUDA under bf16 precision, the cache's own 16 bits
-        where it has them, else float32."""
+    def _bf16_batches(self, device: str) -> bool:
+        """Batches in bfloat16: on CUDA under bf16 precision (autocast takes them)."""
         precision = self.cfg.trainer.precision
-        if device == "cuda" and "bf16" in (precision if precision != "auto" else "bf16-mixed"):
+        return device == "cuda" and "bf16" in (precision if precision != "auto"
+                                              else "bf16-mixed")
+
+    def _frame_dtype(self, device: str) -> torch.dtype:
+        """Resident frames: bfloat16 where batches are, the cache's own 16 bits where it
+        has them (batches then cast to float32), else float32."""
+        if self._bf16_batches(device):
             return torch.bfloat16
         return {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(
             self.train_ds.info.storage, torch.float32)
@@ -136,14 +141,15 @@ class ERA5DataModule(L.LightningDataModule):
         world = self.trainer.world_size if self.trainer else 1
         if self.mode in ("resident", "resident_sharded"):
             device = self.trainer.strategy.root_device if self.trainer else "cpu"
-            dtype = self._frame_dtype(torch.device(device).type)
+            kind = torch.device(device).type
+            dtype = self._frame_dtype(kind)
             key = f"{split}-{rank}"
             if key not in self._iterables:
                 self._iterables[key] = ds.to_device(
                     device, dtype=dtype, batch_size=t.batch_size, shuffle=train,
                     drop_last=train, seed=t.seed, rank=rank, world_size=world,
                     shard=self.mode == "resident_sharded",
-                    batch_dtype=dtype if dtype == torch.bfloat16 else torch.float32)
+                    batch_dtype=torch.bfloat16 if self._bf16_batches(kind) else torch.float32)
             return self._iterables[key]
         workers = (min(8, os.cpu_count() or 1) if t.num_workers == "auto"
                    else int(t.num_workers))
