@@ -66,3 +66,19 @@ def test_blocks_reach_the_full_shuffle_skill(small_cache, tmp_path):
         assert abs(blocks - full) <= 0.05 * persistence, (ch, skill)
     np.testing.assert_allclose(skill["blocks"]["persistence"]["t2m"],
                                skill["loader"]["persistence"]["t2m"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["resident", "blocks"])
+def test_training_on_a_bfloat16_cache_on_the_cpu(tmp_path, mode):
+    """Resident frames stay bfloat16 (half the memory) while the float32 model gets float32
+    batches; the loader path decodes the same values."""
+    from era5cache.sample.synthetic import write_synthetic_cache
+
+    cache = write_synthetic_cache(tmp_path / "c", 120, dtype="bfloat16")
+    cfg = train_yaml(tmp_path, cache, epochs=1, ema=0)
+    r = run_cli("train", cfg, "--data-mode", mode)
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["data_mode"] == mode and s["precision"] == "32-true"
+    assert s["global_step"] == (int(120 * 0.8) - 2) // 8
+    assert "val: latitude-weighted RMSE" in r.stdout
