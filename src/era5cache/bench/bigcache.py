@@ -90,9 +90,13 @@ def _cache(work: Path, channels: int, steps: int, dtype: str) -> Path:
 
 
 def main(args) -> int:
+    import signal
+    import sys
     import warnings
 
     warnings.filterwarnings("ignore", message="This DataLoader will create")
+    # a terminated run leaves its cgroups: exit through the `with` blocks that remove them
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     limit = memory_bytes(args.memory_limit)
     step_bytes = args.channels * NLAT * NLON * 4
     steps = math.ceil(args.size_factor * limit / step_bytes)

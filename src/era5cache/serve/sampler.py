@@ -49,6 +49,8 @@ from .readahead import ReadAhead
 
 POOL_BYTES = 128 << 20
 BLOCKS_PER_POOL = 8
+MIN_BLOCK_SPANS = 8  # windows per block, at least, per step that a window spans
+MIN_POOL_BLOCKS = 2
 
 
 def default_sizes(available: int) -> tuple[int, int]:
@@ -109,8 +111,10 @@ class BlockShuffleSampler(torch.utils.data.Sampler[int]):
         rank, world_size: this process's share (as ``DistributedSampler``).
         drop_last: cut the windows that do not divide evenly among ranks instead of padding.
         block_bytes, pool_bytes: bytes of consecutive steps (of the selected channels) per
-            block, and per shuffle pool (rounded down to whole blocks, at least one); None:
+            block, and per shuffle pool (rounded down to whole blocks); None:
             :func:`default_sizes` of the memory available now (cgroup limits included).
+            The defaults hold at least ``8 * (seq_len + lead)`` windows a block and 2 blocks
+            a pool, whatever the bytes: wide steps (69 channels, 4 MB) make larger blocks.
         readahead: pools read ahead in a background thread (0: none).
 
     Use ``DataLoader(dataset, batch_size=B, sampler=sampler, collate_fn=
@@ -126,13 +130,20 @@ class BlockShuffleSampler(torch.utils.data.Sampler[int]):
         self.dataset = dataset
         self.shuffle, self.seed, self.drop_last = bool(shuffle), int(seed), bool(drop_last)
         self.rank, self.world_size = int(rank), int(world_size)
-        if block_bytes is None or pool_bytes is None:
-            auto_block, auto_pool = default_sizes(available_memory())
-            block_bytes = auto_block if block_bytes is None else block_bytes
-            pool_bytes = auto_pool if pool_bytes is None else pool_bytes
         step = dataset.step_bytes
-        self.block = max(1, int(block_bytes) // step)
-        self.pool = max(1, int(pool_bytes) // step // self.block) * self.block
+        auto_block, auto_pool = default_sizes(available_memory())
+        if block_bytes is None:
+            # a block spans its windows plus seq_len - 1 + lead steps that the next block's
+            # first windows read again (in another pool): at least 8 windows per step of a
+            # window keeps that below ~10% of the reads
+            span = dataset.seq_len + dataset.lead
+            self.block = max(MIN_BLOCK_SPANS * span, auto_block // step)
+        else:
+            self.block = max(1, int(block_bytes) // step)
+        if pool_bytes is None:
+            self.pool = max(MIN_POOL_BLOCKS, auto_pool // step // self.block) * self.block
+        else:
+            self.pool = max(1, int(pool_bytes) // step // self.block) * self.block
         self.readahead = int(readahead)
         self.epoch = 0
         self.last_readahead_bytes = 0
