@@ -22,6 +22,8 @@ def test_16bit_cache_from_the_job(sample_new, tmp_path, dtype):
     recipe.write_text(JOB_RECIPE.format(inputs=sample_new, output=out) + f"dtype: {dtype}\n")
     run_cli("preprocess", recipe, "--no-progress")
     assert "sound" in run_cli("verify", out).stdout
+    shown = run_cli("inspect", out).stdout
+    assert f"storage     {dtype}, normalised" in shown
     m = json.loads((out / "manifest.json").read_text())
     rec = m["outputs"]["era5_2deg.h5"]
     assert rec["storage"] == dtype and m["settings"]["dtype"] == dtype

@@ -44,6 +44,13 @@ def inspect_cache(root: str | Path) -> str:
     ]
     for ch, s in m.statistics.items():
         lines.append(f"  {ch:<9} {s['mean']:14.6g} {s['std']:12.6g} {s['diff_std']:12.6g}")
+    if m.storage != "float32":
+        err = m.h5.get("encoding_error", {})
+        lines.append(f"storage     {m.storage}, normalised; largest rounding error per channel "
+                     "(physical units):")
+        lines += [f"  {ch:<9} {e:14.3g}" for ch, e in err.items()]
+    else:
+        lines.append("storage     float32, physical units")
     lines += [
         f"inputs      {len(m.inputs)} files, {_human(sum(i['size'] for i in m.inputs))}",
         f"sizes       {H5_NAME} {_human(_size(root / H5_NAME))}, "
