@@ -118,3 +118,17 @@ def test_batches_built_on_threads_under_inference_mode(cache):
     with torch.inference_mode():
         x, y = ds.__getitems__(list(range(40))).batched
     assert torch.equal(x[7], ds[7][0]) and torch.equal(y[39], ds[39][1])
+
+
+@pytest.mark.parametrize("channels", [None, ["z50", "sst"]])
+def test_cold_after_read_keeps_values(cache, channels):
+    """madvise(MADV_COLD) after each window changes where pages stand in the kernel's
+    reclaim order, never the values; the kernel here accepts it (stays on)."""
+    plain = CachedERA5Dataset(cache, split="all", channels=channels, return_mask=True)
+    cold = CachedERA5Dataset(cache, split="all", channels=channels, return_mask=True,
+                             cold_after_read=True)
+    idx = [290, 3, 150, 4, 5]
+    for a, b in zip(plain.__getitems__(idx).batched, cold.__getitems__(idx).batched,
+                    strict=True):
+        assert torch.equal(a, b)
+    assert cold.cold_after_read  # madvise accepted (Linux >= 5.4)

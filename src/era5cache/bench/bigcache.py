@@ -13,7 +13,7 @@ the same file:
 - DataLoader (batch ``--batch-size``, ``--workers`` fork workers, ``collate_fn=
   CachedERA5Dataset.collate``) in time order (``shuffle=False``);
 - the same with ``shuffle=True`` (a full shuffle);
-- the same with :class:`~era5cache.BlockShuffleSampler`;
+- the same with :class:`~era5cache.BlockShuffleSampler` (and ``cold_after_read=True``);
 - the last two on the same steps stored as bfloat16 (``dtype: bfloat16``: half the bytes).
 
 ``--read-bps RATE`` (e.g. ``400MB``) also throttles reads from the cache's disk in a block
@@ -105,6 +105,9 @@ def main(args) -> int:
     paths = {d: _cache(work, args.channels, steps, d) for d in ("float32", "bfloat16")}
     dss = {d: CachedERA5Dataset(p, split="all", seq_len=args.seq_len, lead=1)
            for d, p in paths.items()}
+    # the sampler's passes read with cold_after_read, as the trainer's blocks mode does
+    streams = {d: CachedERA5Dataset(p, split="all", seq_len=args.seq_len, lead=1,
+                                    cold_after_read=True) for d, p in paths.items()}
     f32 = dss["float32"]
     size = f32.path.stat().st_size
     B, W, secs = args.batch_size, args.workers, args.epoch_seconds
@@ -144,8 +147,9 @@ def main(args) -> int:
                 record(f"DataLoader shuffle=True, {d} [{rnd}]",
                        *loader_epoch(ds, B, W, secs, shuffle=True, epoch=rnd), ds)
                 evict(ds.path)
+                st = streams[d]
                 record(f"DataLoader + BlockShuffleSampler, {d} [{rnd}]",
-                       *loader_epoch(ds, B, W, secs, sampler=sampler_for(ds), epoch=rnd), ds)
+                       *loader_epoch(st, B, W, secs, sampler=sampler_for(st), epoch=rnd), st)
         peak = cg.peak()
     # in memory: the float32 file fits this machine's page cache; warm it, then compare
     np.asarray(f32.data).sum()

@@ -82,6 +82,9 @@ class ERA5DataModule(L.LightningDataModule):
         if len(self.train_ds) == 0:
             raise ValueError(f"{cfg.data}: no training windows (period too short?)")
         self.mode, self.mode_reason = self._choose_mode()
+        if self.mode == "blocks":  # windows' pages reclaimed before those read ahead
+            for ds in self.splits.values():
+                ds.cold_after_read = True
         self._iterables: dict[str, object] = {}
 
     def _choose_mode(self) -> tuple[str, str]:
