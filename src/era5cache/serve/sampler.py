@@ -22,8 +22,11 @@ While pool ``k`` is handed out, pool ``k + 1``'s bytes are read ahead in a backg
 sequentially while the consumer works on the current one from the page cache, which needs to
 hold the pools between the consumer and the sampler: a DataLoader draws indices
 ``num_workers * prefetch_factor`` batches ahead of the batch it hands out, so about two
-pools (``2 * pool_bytes``, 256 MiB by default) plus that lead. (Dropping consumed pools'
-pages with ``POSIX_FADV_DONTNEED`` was tried: no faster in a 2 GiB cgroup.)
+pools (``2 * pool_bytes``, 256 MiB by default) plus that lead. Under memory pressure the
+kernel must evict the consumed pages rather than those read ahead: open the dataset with
+``cold_after_read=True`` (see :class:`BlockShuffleSampler`). (Dropping consumed pools'
+pages with ``POSIX_FADV_DONTNEED`` instead was tried: no faster, as the workers' memory maps
+still hold them.)
 
 **The randomness given up.** Every window is drawn exactly once an epoch and the epoch's order
 changes with the epoch, as with a full shuffle, but a batch is drawn from one pool: from
@@ -31,10 +34,9 @@ changes with the epoch, as with a full shuffle, but a batch is drawn from one po
 windows come in groups of neighbours in time (a batch of 64 from 8 blocks holds ~8 windows
 of each block, hours or days apart). Two windows of one batch share a block with
 probability ~``block_bytes / pool_bytes`` (1/8), against ~``block / windows`` for a full
-shuffle.
-Gradients are averaged over more correlated samples; for the RATransformer on the sample the
-validation skill matched the full shuffle's (``tests/train/test_train_blocks.py``). Smaller
-blocks and larger pools give more randomness for more page cache and shorter reads.
+shuffle. Gradients are averaged over more correlated samples; for the RATransformer on the
+sample the validation skill matched the full shuffle's (``tests/train/test_train_blocks.py``).
+Smaller blocks and larger pools give more randomness for more page cache and shorter reads.
 """
 
 from __future__ import annotations
