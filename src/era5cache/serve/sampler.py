@@ -124,8 +124,8 @@ class BlockShuffleSampler(torch.utils.data.Sampler[int]):
     does). Open the dataset with ``cold_after_read=True`` when it does not fit in memory:
     each step is read by several windows, which makes the kernel keep consumed pages over
     those read ahead for the next pool; measured in a 2 GiB cgroup with reads throttled to
-    400 MB/s, 0.92x instead of 0.80x of the disk's rate (3 channels), 0.75x instead of
-    0.64x (69 channels).
+    400 MB/s, 0.93x instead of 0.83x of the disk's rate (3 channels), 0.72x instead of
+    0.66x (69 channels).
     """
 
     def __init__(self, dataset, shuffle: bool = True, seed: int = 0, rank: int = 0,
