@@ -135,8 +135,7 @@ def main(args) -> int:
                 else contextlib.nullcontext())
     with MemoryCgroup(limit) as cg, throttle:
         for rnd in range(args.rounds):
-            for d in ("float32", "bfloat16"):
-                evict(dss[d].path)
+            evict(f32.path)
             record(f"cold sequential read() [{rnd}]", *sequential_read(f32.path, secs), f32,
                    windows_are_bytes=True)
             evict(f32.path)

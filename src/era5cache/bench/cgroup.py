@@ -22,20 +22,7 @@ import time
 from pathlib import Path
 
 from ..errors import ResourceError
-from ..serve.memory import CGROUP_ROOT, own_memory_cgroup
-
-
-def _own_cgroup(controller: str) -> tuple[Path, bool]:
-    """(folder of this process's cgroup for ``controller``, whether it is cgroup v2)."""
-    lines = Path("/proc/self/cgroup").read_text().splitlines()
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controller in controllers.split(","):
-            return CGROUP_ROOT / controller / path.lstrip("/"), False
-    for line in lines:
-        if line.startswith("0::"):
-            return CGROUP_ROOT / line[3:].lstrip("/"), True
-    raise ResourceError(f"no {controller} cgroup found in /proc/self/cgroup")
+from ..serve.memory import own_cgroup, own_memory_cgroup
 
 
 class _ChildCgroup:
@@ -88,7 +75,6 @@ class MemoryCgroup(_ChildCgroup):
                                 "--memory-limit")
         parent, limit_file = found
         self.limit = int(limit_bytes)
-        self._v1 = limit_file == "memory.limit_in_bytes"
         super().__init__(parent, {limit_file: str(self.limit)}, "memory")
 
     def peak(self) -> int | None:
@@ -114,9 +100,12 @@ class ReadThrottle(_ChildCgroup):
     bytes a second, in this process and those it starts."""
 
     def __init__(self, path: str | os.PathLike, bps: int):
-        parent, v2 = _own_cgroup("blkio")
+        found = own_cgroup("blkio")
+        if found is None:
+            raise ResourceError("no block I/O cgroup found in /proc/self/cgroup; run "
+                                "without --read-bps")
+        parent, v2 = found
         disk = disk_of(path)
         setting = ({"io.max": f"{disk} rbps={int(bps)}"} if v2
                    else {"blkio.throttle.read_bps_device": f"{disk} {int(bps)}"})
-        self.bps = int(bps)
         super().__init__(parent, setting, "block I/O")

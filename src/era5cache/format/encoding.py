@@ -30,10 +30,6 @@ _F16_MAX = float(np.finfo(np.float16).max)
 _F16_TINY = 2.0**-14  # smallest normal float16; below it the spacing is 2**-24
 
 
-def itemsize(storage: str) -> int:
-    return NUMPY_DTYPE[storage].itemsize
-
-
 def is_normalised(storage: str) -> bool:
     """16-bit caches hold normalised values; float32 caches physical ones."""
     return storage != "float32"

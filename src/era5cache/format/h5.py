@@ -234,3 +234,15 @@ class CacheInfo:
                        f"{list(channels)}")
         return out
 
+
+
+def storage_record(h5_path: str | Path) -> dict:
+    """The manifest's keys for the HDF5 file's storage: for a 16-bit cache ``storage`` and
+    ``encoding_error`` (largest rounding error per channel, physical units); none for
+    float32, so float32 manifests are as before."""
+    info = CacheInfo.read(h5_path)
+    if info.storage == "float32":
+        return {}
+    return {"storage": info.storage,
+            "encoding_error": {c: float(e) for c, e in
+                               zip(info.channels, info.encoding_error, strict=True)}}

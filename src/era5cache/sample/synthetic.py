@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..format.h5 import data_offset, encode_cache, write_h5
+from ..format.h5 import data_offset, encode_cache, storage_record, write_h5
 from ..format.layout import FORMAT_VERSION, H5_NAME, MANIFEST_NAME
 from ..format.manifest import Manifest, TimeCoverage, atomic_write_json
 from ..grid import TARGET_LAT, TARGET_LON
@@ -67,13 +67,10 @@ def write_synthetic_cache(out: str | Path, steps: int, step_hours: int = 6,
     tmp = out / f".{H5_NAME}.tmp"
     attrs = {c: ATTRS[var] for c, var, _, _ in chans}
     stats = write_h5(read_block, times, tmp, names, axis, periods, 64, attrs)
-    record = {}
     if dtype != "float32":
         encoded = out / f".{H5_NAME}.{dtype}.tmp"
-        err = encode_cache(tmp, encoded, dtype)
+        encode_cache(tmp, encoded, dtype)
         encoded.replace(tmp)
-        record = {"storage": dtype,
-                  "encoding_error": {c: float(e) for c, e in zip(names, err, strict=True)}}
     tmp.replace(out / H5_NAME)
     manifest = Manifest(
         format_version=FORMAT_VERSION, package_version=__version__, synthetic=True,
@@ -82,6 +79,7 @@ def write_synthetic_cache(out: str | Path, steps: int, step_hours: int = 6,
         time=TimeCoverage(start=str(times[0]), end=str(times[-1]), count=steps,
                           step=axis.step),
         periods=periods.to_json(), statistics=stats.to_json(names),
-        outputs={H5_NAME: {"data_offset": data_offset(out / H5_NAME)} | record}, complete=True)
+        outputs={H5_NAME: {"data_offset": data_offset(out / H5_NAME)}
+                 | storage_record(out / H5_NAME)}, complete=True)
     atomic_write_json(out / MANIFEST_NAME, manifest.to_json())
     return out

@@ -351,8 +351,8 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         if self._ch_all:
             block = decode(d[index], storage)
         else:
-            rows = d[index, :1]  # the steps' count, cheaply
-            block = np.empty((rows.shape[0], *self.frame_shape), np.float32)
+            steps = np.arange(self.info.shape[0])[index].size  # without reading the file
+            block = np.empty((steps, *self.frame_shape), np.float32)
             for j, c, n in self._runs:
                 decode_into(block[:, j:j + n], d[index, c:c + n], storage)
         affine = self._transform(self.normalize if normalize is None else normalize)

@@ -14,21 +14,31 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 _UNLIMITED = 1 << 60
 
 
-def own_memory_cgroup() -> tuple[Path, str] | None:
-    """(folder of this process's memory cgroup, its limit file: ``memory.limit_in_bytes`` on
-    cgroup v1, ``memory.max`` on v2), or None where there is none."""
+def own_cgroup(controller: str) -> tuple[Path, bool] | None:
+    """(folder of this process's cgroup for ``controller``, whether it is cgroup v2: one
+    unified hierarchy), or None where there is none."""
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
         return None
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            return CGROUP_ROOT / "memory" / path.lstrip("/"), "memory.limit_in_bytes"
-    for line in lines:  # v2: one unified hierarchy, "0::/path"
+        if controller in controllers.split(","):
+            return CGROUP_ROOT / controller / path.lstrip("/"), False
+    for line in lines:  # v2: "0::/path"
         if line.startswith("0::") and (CGROUP_ROOT / "cgroup.controllers").exists():
-            return CGROUP_ROOT / line[3:].lstrip("/"), "memory.max"
+            return CGROUP_ROOT / line[3:].lstrip("/"), True
     return None
+
+
+def own_memory_cgroup() -> tuple[Path, str] | None:
+    """(folder of this process's memory cgroup, its limit file: ``memory.limit_in_bytes`` on
+    cgroup v1, ``memory.max`` on v2), or None where there is none."""
+    found = own_cgroup("memory")
+    if found is None:
+        return None
+    folder, v2 = found
+    return folder, "memory.max" if v2 else "memory.limit_in_bytes"
 
 
 def _read_int(path: Path) -> int | None:

@@ -44,13 +44,15 @@ def shard_windows(n: int, rank: int, world_size: int) -> np.ndarray:
 
 def resident_bytes(ds, windows: np.ndarray | None = None, dtype=torch.float32) -> int:
     """Device bytes that :class:`ResidentBatches` takes for ``windows`` (default all) of
-    ``ds``: the frames they span in ``dtype`` plus the mask of the channels with NaN."""
+    ``ds``: the frames they span in ``dtype``, plus the mask of the channels with NaN where
+    ``ds`` returns masks."""
     starts = ds.starts if windows is None else ds.starts[windows]
     if starts.size == 0:
         return 0
     frames = int(starts.max() - starts.min()) + ds.seq_len + ds.lead
     c, h, w = ds.frame_shape
-    per_frame = c * h * w * torch.finfo(dtype).bits // 8 + ds.nan_channels.size * h * w
+    mask = ds.nan_channels.size * h * w if ds.return_mask else 0
+    per_frame = c * h * w * torch.finfo(dtype).bits // 8 + mask
     return frames * per_frame
 
 
@@ -72,9 +74,8 @@ class ResidentBatches:
         self.epoch = 0
         if len(ds) == 0:
             raise ValueError(f"{ds!r} has no windows to place on {self.device}")
-        self.windows = (shard_windows(len(ds), rank, world_size) if shard
-                        else np.arange(len(ds)))
-        starts = ds.starts[self.windows]
+        mine = shard_windows(len(ds), rank, world_size) if shard else np.arange(len(ds))
+        starts = ds.starts[mine]
         lo = int(starts.min())
         hi = int(starts.max()) + ds.seq_len - 1 + ds.lead + 1
         c, h, w = ds.frame_shape

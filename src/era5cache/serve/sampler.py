@@ -137,7 +137,8 @@ class BlockShuffleSampler(torch.utils.data.Sampler[int]):
         self.shuffle, self.seed, self.drop_last = bool(shuffle), int(seed), bool(drop_last)
         self.rank, self.world_size = int(rank), int(world_size)
         step = dataset.step_bytes
-        auto_block, auto_pool = default_sizes(available_memory())
+        if block_bytes is None or pool_bytes is None:
+            auto_block, auto_pool = default_sizes(available_memory())
         if block_bytes is None:
             # a block spans its windows plus seq_len - 1 + lead steps that the next block's
             # first windows read again (in another pool): at least 8 windows per step of a

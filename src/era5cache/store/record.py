@@ -11,7 +11,7 @@ from .. import __version__
 from ..config.recipe import PreprocessConfig
 from ..errors import InputError
 from ..format.checksum import INPUT_HASH, file_sha256, tree_sha256
-from ..format.h5 import CacheInfo, CacheStats, data_offset
+from ..format.h5 import CacheStats, data_offset, storage_record
 from ..format.layout import FORMAT_VERSION, H5_NAME, ZARR_NAME
 from ..format.manifest import Manifest, TimeCoverage, input_record
 from ..grid import NLAT, NLON
@@ -86,20 +86,10 @@ def build_manifest(cfg: PreprocessConfig, inputs: Era5Inputs, base: Manifest | N
                 "reused": int(plan.reuse.sum())},
         outputs={
             H5_NAME: {"size": staging.h5.stat().st_size, "sha256": file_sha256(staging.h5),
-                      "data_offset": data_offset(staging.h5)} | _storage_record(
-                          cfg.dtype, channels, staging.h5),
+                      "data_offset": data_offset(staging.h5)} | storage_record(staging.h5),
             ZARR_NAME: {"files": tree_sha256(staging.zarr)},
         },
         append=append,
         complete=True,
     )
 
-
-def _storage_record(storage: str, channels: list[str], h5_path: Path) -> dict:
-    """The HDF5 record's keys for a 16-bit cache: its storage and the largest rounding error
-    per channel in physical units (none for float32, so float32 manifests are unchanged)."""
-    if storage == "float32":
-        return {}
-    err = CacheInfo.read(h5_path).encoding_error
-    return {"storage": storage,
-            "encoding_error": {c: float(e) for c, e in zip(channels, err, strict=True)}}
