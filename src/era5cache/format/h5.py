@@ -24,7 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import CacheError
+from ..errors import CacheError, InputError
 from ..grid import TARGET_LAT, TARGET_LON
 from ..timeaxis import Periods, TimeAxis
 from . import encoding
@@ -106,16 +106,18 @@ def encode_cache(src: Path, dst: Path, storage: str, block_steps: int = 256) -> 
     copied, ``/data`` normalised with ``/mean`` and ``/std`` and stored as ``storage``
     (:mod:`.encoding`), ``block_steps`` steps at a time. Returns the largest rounding error
     per channel in physical units (also stored as ``/encoding_error``)."""
-    with h5py.File(src, "r") as f, h5py.File(dst, "w", libver=("earliest", "v110")) as g:
-        d = f["data"]
-        nt, nc = d.shape[:2]
+    with h5py.File(src, "r") as f:
         mean = f["mean"][:].astype(np.float64)[:, None, None]
         std = f["std"][:].astype(np.float64)[:, None, None]
         bad = ~(np.isfinite(std) & (std > 0)).ravel()
         if bad.any():
             names = [_names(f["channel"][:])[i] for i in np.flatnonzero(bad)]
-            raise ValueError(f"{src}: channel(s) {names} have no positive training std; a "
-                             f"{storage} cache stores normalised values and needs one")
+            raise InputError(f"{src}: channel(s) {names} have no positive training std; a "
+                             f"{storage} cache stores normalised values and needs one "
+                             "(use dtype: float32)")
+    with h5py.File(src, "r") as f, h5py.File(dst, "w", libver=("earliest", "v110")) as g:
+        d = f["data"]
+        nt, nc = d.shape[:2]
         out = g.create_dataset("data", shape=d.shape, dtype=encoding.NUMPY_DTYPE[storage],
                                chunks=None, track_times=False)
         out.attrs["encoding"] = storage
