@@ -3,6 +3,9 @@ bytes it reads ahead, and a DataLoader fed by it."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -120,10 +123,22 @@ def test_batches_built_on_threads_under_inference_mode(cache):
     assert torch.equal(x[7], ds[7][0]) and torch.equal(y[39], ds[39][1])
 
 
+def _map_flags(path) -> list[set[str]]:
+    """VmFlags of this process's mappings of ``path`` (/proc/self/smaps)."""
+    flags, mine = [], False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            mine = line.split(maxsplit=5)[-1] == str(path)
+        elif mine and line.startswith("VmFlags:"):
+            flags.append(set(line.split()[1:]))
+    return flags
+
+
 @pytest.mark.parametrize("channels", [None, ["z50", "sst"]])
 def test_cold_after_read_keeps_values(cache, channels):
-    """madvise(MADV_COLD) after each window changes where pages stand in the kernel's
-    reclaim order, never the values; the kernel here accepts it (stays on)."""
+    """cold_after_read advises the map MADV_SEQUENTIAL (the kernel shows it as the VmFlag
+    ``sr``): it changes which pages the kernel reclaims first, never the values; set after
+    the map is open, it advises that map; off again, the advice is gone."""
     plain = CachedERA5Dataset(cache, split="all", channels=channels, return_mask=True)
     cold = CachedERA5Dataset(cache, split="all", channels=channels, return_mask=True,
                              cold_after_read=True)
@@ -131,4 +146,10 @@ def test_cold_after_read_keeps_values(cache, channels):
     for a, b in zip(plain.__getitems__(idx).batched, cold.__getitems__(idx).batched,
                     strict=True):
         assert torch.equal(a, b)
-    assert cold.cold_after_read  # madvise accepted (Linux >= 5.4)
+    if not Path("/proc/self/smaps").exists():
+        pytest.skip("no /proc/self/smaps on this platform")
+    assert sorted("sr" in f for f in _map_flags(cold.path)) == [False, True]
+    plain.cold_after_read = True  # its map is already open
+    assert [("sr" in f) for f in _map_flags(cold.path)] == [True, True]
+    cold.cold_after_read = plain.cold_after_read = False
+    assert not any("sr" in f for f in _map_flags(cold.path))

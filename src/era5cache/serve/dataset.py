@@ -27,6 +27,7 @@ parent's memory when they collect garbage.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 from functools import partial
 from pathlib import Path
@@ -43,8 +44,6 @@ from ..process import freeze_inherited
 from ..timeaxis import Period, steps_between
 from .batching import LOAD_LOCK, Batch, BufferPool, each_group, groups_of, shared_empty
 
-MADV_COLD = getattr(mmap, "MADV_COLD", 20)  # Linux's value; Python < 3.13 lacks the name
-
 
 class CachedERA5Dataset(torch.utils.data.Dataset):
     """See the module docstring.
@@ -58,11 +57,13 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         threads: threads that build a batch (``__getitems__``); default
             ``torch.get_num_threads()`` at the call, which PyTorch sets to 1 in DataLoader
             workers.
-        cold_after_read: once a window is copied, tell the kernel its pages are the first
-            to reclaim (``madvise(MADV_COLD)``, Linux 5.4+). For caches bigger than memory
-            read with :class:`~era5cache.BlockShuffleSampler`: a step read by several
-            windows is otherwise kept over the pages read ahead for the next pool, which
-            the kernel then evicts before use and reads again.
+        cold_after_read: reads through the memory map do not count as uses of its pages
+            (``madvise(MADV_SEQUENTIAL)`` on the map), so that the kernel reclaims pages
+            already read before those read ahead and not yet read. For caches bigger than
+            memory read with :class:`~era5cache.BlockShuffleSampler`: a step is read by
+            ``seq_len + lead`` windows, which otherwise makes the kernel keep consumed steps
+            and evict the next pool's pages before use, then read them again. A missing
+            fault is also read ahead forwards only, not around. Settable after opening.
     """
 
     def __init__(self, root: str | Path, split: str = "train", channels: list[str] | None = None,
@@ -95,6 +96,7 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         self.normalize, self.fill_value = normalize, float(fill_value)
         self.return_mask, self.return_time = return_mask, return_time
         self.threads = threads
+        self._mm: np.memmap | None = None
         self.cold_after_read = cold_after_read
         self.split = split
         in_split = self._split_mask(split, time_range)
@@ -108,7 +110,6 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         # stored -> wanted values: x * scale + shift per channel (None: as stored)
         self._affine = self._transform(normalize)
         self._runs = channel_runs(self._ch)
-        self._mm: np.memmap | None = None
         self._pool = BufferPool()
 
     # --- construction helpers -------------------------------------------------------------
@@ -158,7 +159,29 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         if self._mm is None:
             self._mm = np.memmap(self.path, dtype=self.info.dtype, mode="r",
                                  offset=self.info.data_offset, shape=self.info.shape)
+            self._advise()
         return self._mm
+
+    @property
+    def cold_after_read(self) -> bool:
+        """See the class docstring."""
+        return self._cold_after_read
+
+    @cold_after_read.setter
+    def cold_after_read(self, on: bool) -> None:
+        self._cold_after_read = bool(on)
+        if self._mm is not None:
+            self._advise()
+
+    def _advise(self) -> None:
+        """Tell the kernel how this process reads the map: ``MADV_SEQUENTIAL`` with
+        ``cold_after_read`` (see the class docstring), else ``MADV_NORMAL``. A hint: where
+        the platform has no ``madvise``, nothing changes."""
+        mm = getattr(self._mm, "_mmap", None)  # numpy.memmap's mmap.mmap
+        if mm is None or not hasattr(mm, "madvise"):
+            return
+        with contextlib.suppress(OSError):
+            mm.madvise(mmap.MADV_SEQUENTIAL if self._cold_after_read else mmap.MADV_NORMAL)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -237,8 +260,6 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
                 if affine is not None:
                     out *= affine[0]
                     out += affine[1]
-        if self.cold_after_read:
-            self._cool(starts[a:b])
         if mask is not None:
             np.logical_not(np.isnan(y[a:b]), out=mask[a:b])  # before the fill
         if self._nan_channels.size:
@@ -250,8 +271,6 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         """Windows ``a:b`` of ``starts``, a subset of the channels: gathered, then
         normalised and filled while in the CPU cache."""
         self._read(starts[a:b], x[a:b], y[a:b])
-        if self.cold_after_read:
-            self._cool(starts[a:b].tolist())
         if mask is not None:
             np.logical_not(np.isnan(y[a:b]), out=mask[a:b])  # before the fill
         xt, yt = torch.from_numpy(x[a:b]), torch.from_numpy(y[a:b])
@@ -259,24 +278,6 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
             if self._affine is not None:
                 t.mul_(torch.from_numpy(self._affine[0])).add_(torch.from_numpy(self._affine[1]))
             self._fill_nan(t)
-
-    def _cool(self, starts: list[int]) -> None:
-        """``madvise(MADV_COLD)`` the steps that the windows at ``starts`` read (see
-        ``cold_after_read``); turned off in this process where the kernel refuses it."""
-        mm = getattr(self.data, "_mmap", None)  # numpy.memmap's mmap.mmap
-        if mm is None or not hasattr(mm, "madvise"):
-            self.cold_after_read = False
-            return
-        off = self.info.data_offset
-        base = off - off % mmap.ALLOCATIONGRANULARITY  # where numpy's map starts in the file
-        step, span = self.info.step_bytes, self.seq_len + self.lead
-        try:
-            for s in starts:
-                lo = off + s * step - base
-                lo -= lo % mmap.PAGESIZE
-                mm.madvise(MADV_COLD, lo, off + (s + span) * step - base - lo)
-        except OSError:  # EINVAL before Linux 5.4
-            self.cold_after_read = False
 
     def _fill_nan(self, t: torch.Tensor) -> None:
         """NaN -> ``fill_value`` in place, on the channels (axis -3) that hold NaN."""
