@@ -3,6 +3,8 @@ per channel in physical units, and the Dataset reading them like the float32 cac
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -29,6 +31,22 @@ def test_rounding_matches_torch_and_stays_within_the_bound(storage):
     assert (err <= encoding.error_bound(z[ok], 1.0, storage)).all()
     # the bound is tight: some value is rounded by more than half of it
     assert (err > 0.5 * encoding.error_bound(z[ok], 1.0, storage)).any()
+
+
+@pytest.mark.parametrize("storage", ["float16", "bfloat16"])
+def test_decode_without_torch_gives_the_same_bits(storage, monkeypatch):
+    """decode_into widens through PyTorch; the numpy path (no PyTorch installed) gives the
+    same bits, into strided views too (channel subsets write into x[:, :, j:j + n])."""
+    rng = np.random.default_rng(1)
+    z = np.concatenate([rng.standard_normal(4 * 5 * 6 * 7 - 2), [np.nan, -0.0]])
+    stored = encoding.encode(z.astype(np.float32).reshape(4, 5, 6, 7), storage)
+    with_torch = np.full((4, 9, 6, 7), 7.0, np.float32)
+    encoding.decode_into(with_torch[:, 2:7], stored, storage)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    without = np.full((4, 9, 6, 7), 7.0, np.float32)
+    encoding.decode_into(without[:, 2:7], stored, storage)
+    np.testing.assert_array_equal(with_torch.view(np.uint32), without.view(np.uint32))
+    assert (with_torch[:, :2] == 7.0).all() and (with_torch[:, 7:] == 7.0).all()
 
 
 def test_float16_overflow_is_refused():
