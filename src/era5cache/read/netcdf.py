@@ -10,19 +10,39 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
+from .keepopen import manager_of
+from .packed import packed_names
+
+KEEP_OPEN = "era5cache_keep_open"  # key of the file's pin in the dataset's encoding
 
 
 def open_netcdf(path: Path) -> xr.Dataset:
-    """The file as xarray opens it (lazy, not chunked, CF decoding on, timedeltas raw);
-    ``path`` exists (:func:`.normalise.open_parts` checks)."""
+    """The file as xarray opens it (lazy, not chunked, CF decoding on, timedeltas raw), but
+    for packed 8- and 16-bit variables (:func:`.packed.packed_names`), left raw for the
+    normaliser to decode by table (:func:`.packed.decode_packed`); ``path`` exists
+    (:func:`.normalise.open_parts` checks). ``encoding[KEEP_OPEN]`` holds the file's
+    :class:`.keepopen.KeepOpen` for the normaliser's read tasks."""
     try:
-        raw = xr.open_dataset(path, engine="netcdf4", chunks=None, decode_timedelta=False,
-                              cache=False)
+        store = xr.backends.NetCDF4DataStore.open(path, mode="r")
     except Exception as exc:  # netCDF4/HDF5 raise a variety of OSError/ValueError
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: not a readable NetCDF file ({reason})") from exc
-    check_classic_size(path, raw)
+    try:
+        raw = _decoded(store, True)
+        packed = packed_names(raw)
+        if packed:  # the same open file, decoded again
+            raw = _decoded(store, {name: False for name in packed})
+        check_classic_size(path, raw)
+    except BaseException:
+        store.close()
+        raise
+    raw.encoding[KEEP_OPEN] = manager_of(store)
     return raw
+
+
+def _decoded(store, mask_and_scale: bool | dict[str, bool]) -> xr.Dataset:
+    return xr.open_dataset(store, chunks=None, decode_timedelta=False, cache=False,
+                           mask_and_scale=mask_and_scale)
 
 
 def check_classic_size(path: Path, raw: xr.Dataset) -> None:

@@ -22,8 +22,10 @@ from ..errors import InputError
 from .blocks import TARGET_CHUNK_BYTES, block_steps, disk_chunk_bytes, time_chunk_depth
 from .expver import FINAL, collapse_expver_dim, expver_str
 from .grib import is_grib, open_grib
+from .keepopen import keep_open
 from .members import Member, mean_of_members, pick_member
-from .netcdf import open_netcdf
+from .netcdf import KEEP_OPEN, open_netcdf
+from .packed import decode_packed, decode_table, is_raw_packed
 
 TIME_NAMES = ("valid_time", "time")
 LEVEL_NAMES = ("pressure_level", "level", "isobaricInhPa", "plev")
@@ -152,6 +154,11 @@ def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES
     ev = ds["expver"].values if "expver" in ds.coords and "expver" not in ds.dims else None
     ds = ds.chunk({"time": nt} | ({"level": 1} if "level" in ds.dims else {})
                   | ({"number": -1} if "number" in ds.dims else {}))
+    pin = opened.encoding.get(KEEP_OPEN)
+    for v in ds.data_vars:
+        ds[v] = keep_open(ds[v], pin)  # each worker inflates a chunk once (.keepopen)
+        if is_raw_packed(ds[v]):  # opened raw (.netcdf.open_netcdf)
+            ds[v] = decode_packed(ds[v], decode_table(ds[v].variable))
     if member == "mean":
         ds = mean_of_members(ds)
     if "expver" in ds.dims:
