@@ -4,6 +4,9 @@ the memory that takes is checked before any work, and the values equal CDO remap
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import netCDF4
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from conftest import assert_matches_cdo, raw_decode, run_cli
 from era5cache.bench.layouts import read_each_chunk_once, write_layout
 from era5cache.config.recipe import PreprocessConfig
 from era5cache.errors import InputError
+from era5cache.read import keepopen
 from era5cache.read.combine import open_era5
 from era5cache.read.normalise import open_file
 from era5cache.store import inputs as store_inputs
@@ -98,3 +102,30 @@ def test_compressed_layouts_equal_cdo(layouts, layout, cdo, tmp_path):
     got = xr.open_zarr(out / "era5_2deg.zarr")["t2m"].values
     assert got.shape == (STEPS, 80, 180)
     assert_matches_cdo(got, cdo, layouts[layout], tmp_path, "t2m", None, rtol=1e-6)
+
+
+def _holds_open(path: str) -> bool:
+    """Whether this process has ``path`` open (Linux /proc)."""
+    fds = Path("/proc/self/fd")
+    return any(os.path.realpath(fds / fd) == path for fd in os.listdir(fds))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
+def test_a_worker_keeps_the_file_open_between_read_tasks(layouts):
+    """xarray closes a file in a worker when the last task that references it is done,
+    dropping the HDF5 chunk cache: the next block would inflate the deep chunk again. The
+    read tasks carry a KeepOpen, so the worker keeps it open after the blocks are read (one
+    manager kept); the process that opened it keeps nothing and closing closes it."""
+    from distributed import Client, LocalCluster
+
+    path = os.path.realpath(layouts["mirror"])
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        with open_file(path, chunk_bytes=4 * 181 * 360 * 4) as ds:  # 31 blocks, one chunk
+            got = ds["t2m"].astype(np.float64).sum(("lat", "lon")).compute().values
+            assert list(client.run(_holds_open, path).values()) == [True]
+            assert list(client.run(lambda: len(keepopen._KEPT)).values()) == [1]
+            assert _holds_open(path) and not keepopen._KEPT
+        assert not _holds_open(path)
+    want = raw_decode(layouts["mirror"], "t2m").astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(got, want.sum(axis=(1, 2)), rtol=1e-12)
