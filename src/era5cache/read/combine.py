@@ -60,7 +60,7 @@ class Era5Inputs:
 def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | None = None,
               chunk_bytes: int = TARGET_CHUNK_BYTES, extract_dir: Path | None = None,
               align_steps: int | None = None, max_block_bytes: int | None = None,
-              member: Member = None, index_dir: Path | None = None) -> Era5Inputs:
+              member: Member = None) -> Era5Inputs:
     """Open and combine ERA5 files into one normalised dataset.
 
     Rules: files are decoded one by one and then concatenated along time per product (files
@@ -70,15 +70,14 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
     ``variables`` restricts the ERA5 short names kept. The time axis is analysed (step, gaps,
     irregular steps) but not enforced here: callers decide. ``chunk_bytes``,
     ``align_steps`` and ``max_block_bytes``: the read blocks (:func:`block_steps`);
-    ``member``: which ensemble member (:mod:`.members`); ``index_dir``: where GRIB index
-    files go (:func:`.grib.open_grib`). A GRIB file gives one part per variable, combined
-    like files of one variable each.
+    ``member``: which ensemble member (:mod:`.members`). A GRIB file gives one part per
+    variable (:func:`.grib.open_grib`), combined like files of one variable each.
     """
     files = expand_inputs([str(p) for p in paths], extract_dir)
     opened: list[tuple[Path, xr.Dataset]] = []
     grid: tuple[Path, SourceGrid] | None = None
     for f in files:
-        for ds in open_parts(f, chunk_bytes, align_steps, max_block_bytes, member, index_dir):
+        for ds in open_parts(f, chunk_bytes, align_steps, max_block_bytes, member):
             if variables is not None:
                 keep = [v for v in ds.data_vars if v in variables]
                 if not keep:

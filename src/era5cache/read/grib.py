@@ -1,9 +1,10 @@
 """One GRIB file (edition 1 or 2) as MARS or the CDS delivers it, in the raw form the
-normaliser takes (:mod:`.normalise`), decoded by eccodes through cfgrib.
+normaliser takes (:mod:`.normalise`), decoded by eccodes.
 
 A GRIB file is a sequence of messages, one field each, that may mix variables, levels, level
 types, time steps and experiment versions. It is first scanned message by message (headers
-only, eccodes), which catches what cfgrib would pass over silently or late:
+only, eccodes), which catches what a GRIB reader such as cfgrib passes over silently or
+late:
 
 * a truncated or damaged file (cfgrib logs "skipping corrupted Message" and goes on with the
   steps before it): :class:`InputError` naming the message and its byte offset;
@@ -14,19 +15,19 @@ only, eccodes), which catches what cfgrib would pass over silently or late:
 * two messages for the same field (variable, level, valid time, member, expver): identical
   bytes are one field; different ones are refused (cfgrib would keep the first).
 
-The file is then opened through cfgrib once per group of compatible messages (one expver,
-level type and step type; non-pressure levels one by one, as ``t2m`` at 2 m and ``u10`` at
-10 m), with ``valid_time`` as the time dimension (forecast fields such as accumulations
-included) and ``expver`` read per step. Each group is split into one dataset per variable:
-the parts combine across files like CDS products (:mod:`.combine`), final ERA5 over ERA5T
-where a file holds both. Values are decoded lazily, per message, as float32; missing points
-(bitmap) are NaN. cfgrib's index files go into ``index_dir`` (never beside the inputs,
-which may be read-only), or nowhere.
+The scan's headers then give the hypercube of each variable per group of compatible
+messages (one expver, level type and step type; non-pressure levels one by one, as ``t2m``
+at 2 m and ``u10`` at 10 m), with ``valid_time`` as the time dimension (forecast fields such
+as accumulations included) and ``expver`` per step; a missing (step, member, level) field is
+an :class:`InputError`. Each variable is one dataset: the parts combine across files like
+CDS products (:mod:`.combine`), final ERA5 over ERA5T where a file holds both. Values are
+decoded lazily by eccodes, message by message (:mod:`.gribfields`), as float32; missing
+points (bitmap) are NaN. Nothing is written (cfgrib writes an index file beside the input,
+which may be read-only; headers are not read twice either).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
+from .gribfields import GribFieldArray, field_variable
 
 GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb1", ".grb2")
 PRESSURE_LEVEL_TYPES = ("isobaricInhPa",)
@@ -181,47 +183,98 @@ def _raw(path: Path, m: Message) -> bytes:
         return f.read(m.length)
 
 
-def _groups(messages: list[Message]) -> list[dict[str, object]]:
-    """cfgrib filters, one per group of messages that form one hypercube."""
-    keys = []
+def _groups(messages: list[Message]) -> dict[tuple, list[Message]]:
+    """The messages of each variable and group of compatible messages (module docstring),
+    in order of first appearance: one expver, level type and step type, non-pressure levels
+    one by one; within a group, variables by name."""
+    groups: dict[tuple, dict[str, list[Message]]] = {}
     for m in messages:
-        k = {"typeOfLevel": m.level_type, "stepType": m.step_type}
-        if m.expver is not None:
-            k["expver"] = m.expver
-        if m.level_type not in PRESSURE_LEVEL_TYPES:
-            k["level"] = int(m.level) if float(m.level).is_integer() else m.level
-        if k not in keys:
-            keys.append(k)
-    return keys
+        level = None if m.level_type in PRESSURE_LEVEL_TYPES else m.level
+        key = (m.level_type, m.step_type, m.expver, level)
+        groups.setdefault(key, {}).setdefault(m.name, []).append(m)
+    return {key + (name,): by_name[name] for key, by_name in groups.items()
+            for name in sorted(by_name)}
 
 
-def open_grib(path: Path, index_dir: Path | None = None) -> list[xr.Dataset]:
+def open_grib(path: Path) -> list[xr.Dataset]:
     """The raw parts of one GRIB file, one dataset per variable and group (see the module
-    docstring): dimensions ``valid_time`` (or a scalar ``valid_time`` for one step),
-    ``latitude``, ``longitude``, ``isobaricInhPa`` for pressure levels and ``number`` for
-    ensembles; an ``expver`` coordinate per step; the variables' ``units`` as eccodes
-    gives them. Lazy: each read decodes the messages it needs."""
+    docstring): dimensions ``valid_time``, ``number`` for ensembles, ``isobaricInhPa`` for
+    pressure levels, ``latitude``, ``longitude`` (in the messages' scanning order); an
+    ``expver`` coordinate per step where the messages carry one; the variables' ``units``
+    as eccodes gives them. Lazy: each read decodes the messages it needs
+    (:mod:`.gribfields`). Nothing is written: no index file beside the input or elsewhere."""
     messages = scan(path)
-    if index_dir is not None:
-        index_dir.mkdir(parents=True, exist_ok=True)
-        indexpath = str(index_dir / f"{path.name}.{{short_hash}}.idx")
-    else:
-        indexpath = ""
-    logging.getLogger("cfgrib").setLevel(logging.ERROR)
+    first = messages[0]
+    head = _header(path, first)
+    ni, nj, lat0, lon0, lat1, lon1 = first.grid
+    if head["iScansNegatively"] == 0 and lon1 < lon0:
+        lon1 += 360.0  # the grid crosses the meridian where the file's longitudes wrap
+    elif head["iScansNegatively"] == 1 and lon1 > lon0:
+        lon1 -= 360.0
+    coords = {"latitude": ("latitude", np.linspace(lat0, lat1, nj),
+                           {"units": "degrees_north", "long_name": "latitude"}),
+              "longitude": ("longitude", np.linspace(lon0, lon1, ni),
+                            {"units": "degrees_east", "long_name": "longitude"})}
     parts = []
-    for keys in _groups(messages):
-        extra = {"expver": "valid_time"} if "expver" in keys else {}
-        try:
-            ds = xr.open_dataset(
-                path, engine="cfgrib", chunks=None, cache=False, decode_timedelta=False,
-                backend_kwargs={"indexpath": indexpath, "filter_by_keys": keys,
-                                "time_dims": ("valid_time",), "extra_coords": extra})
-        except Exception as exc:  # cfgrib's DatasetBuildError and eccodes' errors
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise InputError(f"{path}: GRIB messages {keys} do not form one field per "
-                             f"step and level ({reason})") from exc
-        for v in ds.data_vars:
-            part = ds[[v]]
-            part.set_close(ds.close)
-            parts.append(part)
+    for (level_type, _, expver, _, name), msgs in _groups(messages).items():
+        attrs = _header(path, msgs[0])
+        parts.append(_part(path, msgs, level_type, expver, name, (nj, ni), coords,
+                           attrs, bool(head["jPointsAreConsecutive"])))
     return parts
+
+
+def _part(path: Path, msgs: list[Message], level_type: str, expver: str | None, name: str,
+          grid: tuple[int, int], coords: dict, head: dict, columns_first: bool
+          ) -> xr.Dataset:
+    """One variable of one group as a dataset over a :class:`.gribfields.GribFieldArray`;
+    :class:`InputError` where its messages leave a cell of the hypercube empty."""
+    times = np.unique(np.array([m.valid for m in msgs], dtype="datetime64[s]"))
+    axes: list[tuple[str, np.ndarray]] = [("valid_time", times)]
+    numbers = np.unique([m.number for m in msgs])
+    if numbers.size > 1:
+        axes.append(("number", numbers))
+    pressure = level_type in PRESSURE_LEVEL_TYPES
+    if pressure:
+        axes.append((level_type, np.unique([m.level for m in msgs])))
+    shape = tuple(values.size for _, values in axes)
+    offsets = np.full(shape, -1, np.int64)
+    lengths = np.zeros(shape, np.int64)
+    for m in msgs:
+        at = [np.searchsorted(times, m.valid)]
+        if numbers.size > 1:
+            at.append(np.searchsorted(numbers, m.number))
+        if pressure:
+            at.append(np.searchsorted(axes[-1][1], m.level))
+        if offsets[tuple(at)] < 0:  # identical duplicates (scan checked): the first
+            offsets[tuple(at)], lengths[tuple(at)] = m.offset, m.length
+    if (offsets < 0).any():
+        missing = int((offsets < 0).sum())
+        raise InputError(
+            f"{path}: GRIB messages of {name!r} ({level_type}) do not form one field per "
+            f"step and level: {missing} of {offsets.size} (step, member, level) fields are "
+            "missing")
+    dims = tuple(d for d, _ in axes) + ("latitude", "longitude")
+    array = GribFieldArray(path, offsets, lengths, grid, columns_first)
+    attrs = {"units": head["units"], "long_name": head["name"]}
+    ds = xr.Dataset({name: field_variable(array, dims, attrs)}, coords=coords)
+    ds = ds.assign_coords(valid_time=("valid_time", times.astype("datetime64[ns]")))
+    if numbers.size > 1:
+        ds = ds.assign_coords(number=("number", numbers))
+    if pressure:
+        ds = ds.assign_coords({level_type: (level_type, axes[-1][1].astype(np.float64),
+                                            {"units": "hPa", "long_name": "pressure"})})
+    if expver is not None:
+        ds = ds.assign_coords(expver=("valid_time", np.full(times.size, str(expver))))
+    return ds
+
+
+def _header(path: Path, m: Message) -> dict:
+    """Keys of message ``m`` that the scan does not keep: units, name, scanning mode."""
+    import eccodes
+
+    h = eccodes.codes_new_from_message(_raw(path, m))
+    try:
+        return {k: eccodes.codes_get(h, k) for k in ("units", "name", "iScansNegatively",
+                                                     "jPointsAreConsecutive")}
+    finally:
+        eccodes.codes_release(h)

@@ -69,27 +69,27 @@ def check_units(ds: xr.Dataset, path: Path) -> None:
 
 def open_parts(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
                align_steps: int | None = None, max_block_bytes: int | None = None,
-               member: Member = None, index_dir: Path | None = None) -> list[xr.Dataset]:
+               member: Member = None) -> list[xr.Dataset]:
     """Open one ERA5 file, NetCDF or GRIB (:func:`.grib.is_grib`), normalised (see module
     docstring): one dataset for NetCDF, one per variable and message group for GRIB
-    (:func:`.grib.open_grib`; ``index_dir`` takes cfgrib's index files). Lazy (Dask): read
+    (:func:`.grib.open_grib`). Lazy (Dask): read
     blocks of about ``chunk_bytes`` decoded, aligned to ``align_steps`` and to the file's
     own time chunks where those fit in ``max_block_bytes`` (:func:`block_steps`). An
     ensemble gives the ``member`` asked for (:mod:`.members`)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
-    raws = open_grib(path, index_dir) if is_grib(path) else [open_netcdf(path)]
+    raws = open_grib(path) if is_grib(path) else [open_netcdf(path)]
     return [normalise(raw, path, chunk_bytes, align_steps, max_block_bytes, member)
             for raw in raws]
 
 
 def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
               align_steps: int | None = None, max_block_bytes: int | None = None,
-              member: Member = None, index_dir: Path | None = None) -> xr.Dataset:
+              member: Member = None) -> xr.Dataset:
     """:func:`open_parts` as one dataset: a GRIB file's parts merged (their time steps must
     agree, else :class:`InputError`)."""
-    parts = open_parts(path, chunk_bytes, align_steps, max_block_bytes, member, index_dir)
+    parts = open_parts(path, chunk_bytes, align_steps, max_block_bytes, member)
     if len(parts) == 1:
         return parts[0]
     try:

@@ -3,9 +3,9 @@
 Used to make GRIB inputs for tests and benchmarks from any field on a regular lat-lon grid:
 one message per (variable, level, time step), ECMWF local section (class ``ea``, stream
 ``oper``, type ``an``, ``expver`` per message), simple packing with ``bits`` bits per value
-(ERA5 uses 16), NaN written as missing points through a bitmap. Independent of the reader
-(:mod:`era5cache.read.grib` decodes through cfgrib); CDO reads the same files for the
-reference regridding.
+(ERA5 uses 16), NaN written as missing points through a bitmap. The reader
+(:mod:`era5cache.read.grib`) decodes with eccodes too: tests check it against CDO's
+decoding of real CDS GRIB, and CDO reads the same files for the reference regridding.
 """
 
 from __future__ import annotations

@@ -104,8 +104,7 @@ def open_inputs(cfg: PreprocessConfig, extract_dir: Path | None = None,
     inputs = open_era5(list(cfg.inputs), variables=base_names(channels),
                        chunk_bytes=read_chunk_bytes(cfg), extract_dir=extract_dir,
                        align_steps=cfg.chunk_steps, max_block_bytes=read_block_ceiling(cfg),
-                       member=cfg.member,
-                       index_dir=extract_dir / "grib-index" if extract_dir else None)
+                       member=cfg.member)
     check_chunk_memory(cfg, inputs)
     channels = channels or tuple(all_channels(inputs.dataset))
     ds = select_channels(inputs.dataset, channels, where=str(inputs.files[0]))
