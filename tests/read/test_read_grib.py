@@ -259,3 +259,21 @@ def test_conflicting_duplicate_messages(gribs, tmp_path):
     with pytest.raises(InputError) as exc:
         open_file(path)
     assert "two different messages for 't2m'" in _one_line(exc, path)
+
+
+def test_a_field_missing_from_the_hypercube(gribs, tmp_path):
+    """z on 500 and 850 hPa at two steps, but 850 hPa missing at the second: a one-line
+    error naming the file, not a field of fill values."""
+    lat, lon, times, fields = _first_steps(gribs["sl"], 2)
+    msgs = [Field("z", 500.0, times[0], fields[0] * 100), Field("z", 850.0, times[0],
+                                                                  fields[0] * 50),
+            Field("z", 500.0, times[1], fields[1] * 100)]
+    path = write_grib(msgs, lat, lon, tmp_path / "holey.grib")
+    with pytest.raises(InputError) as exc:
+        open_file(path)
+    assert ("GRIB messages of 'z' (isobaricInhPa) do not form one field per step and level: "
+            "1 of 4 (step, member, level) fields are missing") in _one_line(exc, path)
+    with open_file(write_grib(msgs[:2], lat, lon, tmp_path / "one.grib")) as ds:
+        np.testing.assert_array_equal(ds["level"].values, [500.0, 850.0])
+        assert np.abs(ds["z"].values[0, 1] - fields[0][::-1] * 50).max() <= \
+            _quantum(fields[0] * 50)

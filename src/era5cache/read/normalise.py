@@ -72,10 +72,10 @@ def open_parts(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
                member: Member = None) -> list[xr.Dataset]:
     """Open one ERA5 file, NetCDF or GRIB (:func:`.grib.is_grib`), normalised (see module
     docstring): one dataset for NetCDF, one per variable and message group for GRIB
-    (:func:`.grib.open_grib`). Lazy (Dask): read
-    blocks of about ``chunk_bytes`` decoded, aligned to ``align_steps`` and to the file's
-    own time chunks where those fit in ``max_block_bytes`` (:func:`block_steps`). An
-    ensemble gives the ``member`` asked for (:mod:`.members`)."""
+    (:func:`.grib.open_grib`). Lazy (Dask): read blocks of about ``chunk_bytes`` decoded,
+    aligned to ``align_steps`` and to the file's own time chunks where those fit in
+    ``max_block_bytes`` (:func:`block_steps`). An ensemble gives the ``member`` asked for
+    (:mod:`.members`)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
