@@ -115,7 +115,8 @@ def test_a_worker_keeps_the_file_open_between_read_tasks(layouts):
     """xarray closes a file in a worker when the last task that references it is done,
     dropping the HDF5 chunk cache: the next block would inflate the deep chunk again. The
     read tasks carry a KeepOpen, so the worker keeps it open after the blocks are read (one
-    manager kept); the process that opened it keeps nothing and closing closes it."""
+    manager kept) until told to release it; the process that opened it keeps nothing and
+    closing closes it."""
     from distributed import Client, LocalCluster
 
     path = os.path.realpath(layouts["mirror"])
@@ -127,5 +128,8 @@ def test_a_worker_keeps_the_file_open_between_read_tasks(layouts):
             assert list(client.run(lambda: len(keepopen._KEPT)).values()) == [1]
             assert _holds_open(path) and not keepopen._KEPT
         assert not _holds_open(path)
+        # the end of a job: a worker that outlives it (external cluster) lets go
+        assert list(client.run(keepopen.release).values()) == [1]
+        assert list(client.run(_holds_open, path).values()) == [False]
     want = raw_decode(layouts["mirror"], "t2m").astype(np.float32).astype(np.float64)
     np.testing.assert_allclose(got, want.sum(axis=(1, 2)), rtol=1e-12)

@@ -3,6 +3,7 @@ against CDO remapcon, a float64 recomputation of the statistics and raw memory m
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import socket
@@ -200,6 +201,9 @@ def test_external_scheduler_gives_identical_output(cache, sample_new, tmp_path):
         out = tmp_path / "remote"
         recipe = _recipe(tmp_path, sample_new, out)
         run_cli("preprocess", recipe, "--scheduler", addr, "--no-progress")
+        with Client(addr, timeout="30s") as c:  # the workers outlive the job: files let go
+            kept = c.run(lambda: len(importlib.import_module("era5cache.read.keepopen")._KEPT))
+        assert sorted(kept.values()) == [0, 0]
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -12,11 +12,14 @@ as the worker lives, so the file closes only when xarray's cache of open files
 (``file_cache_maxsize``, set from the worker memory by
 :func:`era5cache.store.forkserver.limit_open_files`) evicts it for another file, or at exit.
 In the process that opened the file (and with Dask's in-process schedulers) it holds
-nothing beyond the dataset's own manager, and closing the dataset closes the file.
+nothing beyond the dataset's own manager, and closing the dataset closes the file. Workers
+that outlive the job (an external cluster's) are told to :func:`release` what they keep
+when the job ends (:class:`era5cache.store.cluster.BackgroundClient`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 from functools import partial
@@ -52,6 +55,18 @@ def _kept(manager: object, owner: int) -> KeepOpen:
     if os.getpid() != owner:  # a worker: keep the first equal manager for its lifetime
         manager = _KEPT.setdefault(pickle.dumps(manager), manager)
     return KeepOpen(manager, owner)
+
+
+def release() -> int:
+    """Close and forget the files this process keeps open; how many. Run on the workers
+    when a job ends, so that a worker serving many jobs does not hold every file (and its
+    chunk cache) it ever read."""
+    kept = list(_KEPT.values())
+    _KEPT.clear()
+    for manager in kept:
+        with contextlib.suppress(Exception):  # already closed, or its file gone
+            manager.close()
+    return len(kept)
 
 
 def _through(block: np.ndarray, pin: KeepOpen) -> np.ndarray:

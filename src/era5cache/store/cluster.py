@@ -57,6 +57,15 @@ def _worker_log_level() -> int:
     return logging.WARNING if os.environ.get("ERA5CACHE_DEBUG") else logging.CRITICAL
 
 
+def _release_kept(client) -> None:
+    """Workers close the input files they kept open for the job
+    (:func:`era5cache.read.keepopen.release`); best effort: a dead worker has none."""
+    from ..read.keepopen import release
+
+    with contextlib.suppress(Exception):
+        client.run(release)
+
+
 class BackgroundClient:
     """Starts :func:`dask_client` in a thread, so the cluster boots while the inputs are
     opened and checked (about a second saved per run); ``get()`` waits for it."""
@@ -77,6 +86,7 @@ class BackgroundClient:
         except BaseException:  # it never started: nothing to close
             pass
         else:  # leave the context in the thread that entered it (Client uses a ContextVar)
+            self._pool.submit(_release_kept, self._started.result()).result()
             self._pool.submit(self._cm.__exit__, None, None, None).result()
         finally:
             self._pool.shutdown()
