@@ -128,8 +128,10 @@ def test_a_worker_keeps_the_file_open_between_read_tasks(layouts):
             assert list(client.run(lambda: len(keepopen._KEPT)).values()) == [1]
             assert _holds_open(path) and not keepopen._KEPT
         assert not _holds_open(path)
-        # the end of a job: a worker that outlives it (external cluster) lets go
-        assert list(client.run(keepopen.release).values()) == [1]
+        # the end of a job: a worker that outlives it (external cluster) lets go of the
+        # job's files (those this process opened), not of another job's
+        assert list(client.run(keepopen.release, os.getpid() + 1).values()) == [0]
+        assert list(client.run(keepopen.release, os.getpid()).values()) == [1]
         assert list(client.run(_holds_open, path).values()) == [False]
     want = raw_decode(layouts["mirror"], "t2m").astype(np.float32).astype(np.float64)
     np.testing.assert_allclose(got, want.sum(axis=(1, 2)), rtol=1e-12)

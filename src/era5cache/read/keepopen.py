@@ -27,7 +27,8 @@ from functools import partial
 import numpy as np
 import xarray as xr
 
-_KEPT: dict[bytes, object] = {}  # pickled manager state -> the manager this process keeps
+# (opening process, pickled manager state) -> the manager this process keeps
+_KEPT: dict[tuple[int, bytes], object] = {}
 
 
 class KeepOpen:
@@ -53,16 +54,17 @@ class KeepOpen:
 
 def _kept(manager: object, owner: int) -> KeepOpen:
     if os.getpid() != owner:  # a worker: keep the first equal manager for its lifetime
-        manager = _KEPT.setdefault(pickle.dumps(manager), manager)
+        manager = _KEPT.setdefault((owner, pickle.dumps(manager)), manager)
     return KeepOpen(manager, owner)
 
 
-def release() -> int:
-    """Close and forget the files this process keeps open; how many. Run on the workers
-    when a job ends, so that a worker serving many jobs does not hold every file (and its
-    chunk cache) it ever read."""
-    kept = list(_KEPT.values())
-    _KEPT.clear()
+def release(owner: int | None = None) -> int:
+    """Close and forget the files this process keeps open for the job whose process is
+    ``owner`` (None: all); how many. Run on the workers when a job ends, so that a worker
+    serving many jobs does not hold every file (and its chunk cache) it ever read, nor
+    close those of another job still running."""
+    kept = [k for k in _KEPT if owner is None or k[0] == owner]
+    kept = [_KEPT.pop(k) for k in kept]
     for manager in kept:
         with contextlib.suppress(Exception):  # already closed, or its file gone
             manager.close()

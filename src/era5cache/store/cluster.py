@@ -58,12 +58,12 @@ def _worker_log_level() -> int:
 
 
 def _release_kept(client) -> None:
-    """Workers close the input files they kept open for the job
-    (:func:`era5cache.read.keepopen.release`); best effort: a dead worker has none."""
+    """Workers close the input files they kept open for this job (opened by this process:
+    :func:`era5cache.read.keepopen.release`); best effort: a dead worker has none."""
     from ..read.keepopen import release
 
     with contextlib.suppress(Exception):
-        client.run(release)
+        client.run(release, os.getpid())
 
 
 class BackgroundClient:
