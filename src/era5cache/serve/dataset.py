@@ -62,8 +62,9 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
             already read before those read ahead and not yet read. For caches bigger than
             memory read with :class:`~era5cache.BlockShuffleSampler`: a step is read by
             ``seq_len + lead`` windows, which otherwise makes the kernel keep consumed steps
-            and evict the next pool's pages before use, then read them again. A missing
-            fault is also read ahead forwards only, not around. Settable after opening.
+            and evict the next pool's pages before use, then read them again. A fault on a
+            page not in memory also reads ahead forwards only, not around it. Settable
+            after opening.
     """
 
     def __init__(self, root: str | Path, split: str = "train", channels: list[str] | None = None,
