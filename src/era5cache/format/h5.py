@@ -110,30 +110,31 @@ def encode_cache(src: Path, dst: Path, storage: str, block_steps: int = 256) -> 
         mean = f["mean"][:].astype(np.float64)[:, None, None]
         std = f["std"][:].astype(np.float64)[:, None, None]
         bad = ~(np.isfinite(std) & (std > 0)).ravel()
-        if bad.any():
+        if bad.any():  # before dst exists
             names = [_names(f["channel"][:])[i] for i in np.flatnonzero(bad)]
             raise InputError(f"{src}: channel(s) {names} have no positive training std; a "
                              f"{storage} cache stores normalised values and needs one "
                              "(use dtype: float32)")
-    with h5py.File(src, "r") as f, h5py.File(dst, "w", libver=("earliest", "v110")) as g:
-        d = f["data"]
-        nt, nc = d.shape[:2]
-        out = g.create_dataset("data", shape=d.shape, dtype=encoding.NUMPY_DTYPE[storage],
-                               chunks=None, track_times=False)
-        out.attrs["encoding"] = storage
-        zmax = np.zeros(nc)
-        for a in range(0, nt, block_steps):
-            z = (d[a:a + block_steps].astype(np.float64) - mean) / std
-            out[a:a + block_steps] = encoding.encode(z, storage)
-            with np.errstate(invalid="ignore"):  # NaN: fmax takes the other
-                zmax = np.fmax(zmax, np.fmax.reduce(np.abs(z), axis=(0, 2, 3), initial=0.0))
-        for name in f:
-            if name != "data":
-                f.copy(f[name], g, name=name)
-        for key, value in f.attrs.items():
-            g.attrs[key] = value
-        err = encoding.error_bound(zmax, std.ravel(), storage)
-        g.create_dataset("encoding_error", data=err, track_times=False)
+        with h5py.File(dst, "w", libver=("earliest", "v110")) as g:
+            d = f["data"]
+            nt, nc = d.shape[:2]
+            out = g.create_dataset("data", shape=d.shape, dtype=encoding.NUMPY_DTYPE[storage],
+                                   chunks=None, track_times=False)
+            out.attrs["encoding"] = storage
+            zmax = np.zeros(nc)
+            for a in range(0, nt, block_steps):
+                z = (d[a:a + block_steps].astype(np.float64) - mean) / std
+                out[a:a + block_steps] = encoding.encode(z, storage)
+                with np.errstate(invalid="ignore"):  # NaN: fmax takes the other
+                    zmax = np.fmax(zmax, np.fmax.reduce(np.abs(z), axis=(0, 2, 3),
+                                                        initial=0.0))
+            for name in f:
+                if name != "data":
+                    f.copy(f[name], g, name=name)
+            for key, value in f.attrs.items():
+                g.attrs[key] = value
+            err = encoding.error_bound(zmax, std.ravel(), storage)
+            g.create_dataset("encoding_error", data=err, track_times=False)
     return err
 
 
@@ -235,7 +236,6 @@ class CacheInfo:
             out.append(f"{self.path}: channels {list(self.channels)} differ from manifest "
                        f"{list(channels)}")
         return out
-
 
 
 def storage_record(h5_path: str | Path) -> dict:
