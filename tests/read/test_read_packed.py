@@ -76,7 +76,8 @@ def test_packed_variables_decode_like_xarray(tmp_path):
             np.testing.assert_array_equal(got.view(np.uint32), want[v].view(np.uint32),
                                           err_msg=v)
             assert np.isnan(got).sum() == np.isnan(want[v]).sum() > 0
-            assert not {"scale_factor", "add_offset", "_FillValue"} & set(ds[v].attrs)
+            assert not {"scale_factor", "add_offset", "_FillValue", "missing_value",
+                        "_Unsigned"} & set(ds[v].attrs)
     assert want["tcc"][np.isfinite(want["tcc"])].min() >= 0  # _Unsigned honoured
 
 

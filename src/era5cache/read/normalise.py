@@ -25,7 +25,7 @@ from .grib import is_grib, open_grib
 from .keepopen import keep_open
 from .members import Member, mean_of_members, pick_member
 from .netcdf import KEEP_OPEN, open_netcdf
-from .packed import decode_packed, decode_table, is_raw_packed
+from .packed import CODING_ATTRS, decode_packed, decode_table, is_raw_packed
 
 TIME_NAMES = ("valid_time", "time")
 LEVEL_NAMES = ("pressure_level", "level", "isobaricInhPa", "plev")
@@ -186,8 +186,7 @@ def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES
         da = da.transpose("time", ..., "lat", "lon")
         da.encoding = {}
         da.attrs = {k: val for k, val in attrs.items() if not k.startswith("GRIB_")
-                    and k not in ("scale_factor", "add_offset", "_FillValue", "missing_value",
-                                  "coordinates")}
+                    and k not in CODING_ATTRS + ("coordinates",)}
         out[v] = da
     out["lat"].attrs = {"units": "degrees_north", "long_name": "latitude"}
     out["lon"].attrs = {"units": "degrees_east", "long_name": "longitude"}

@@ -22,6 +22,8 @@ import xarray as xr
 
 PACKING_ATTRS = ("scale_factor", "add_offset")
 MASK_ATTRS = ("_FillValue", "missing_value")
+# attributes that say how values are stored, gone once they are decoded
+CODING_ATTRS = PACKING_ATTRS + MASK_ATTRS + ("_Unsigned",)
 
 
 def packed_names(raw: xr.Dataset) -> list[str]:
@@ -74,6 +76,5 @@ def decode_packed(da: xr.DataArray, table: np.ndarray) -> xr.DataArray:
         out = data.map_blocks(partial(lookup, table=table), dtype=np.float32)
     else:
         out = lookup(np.asarray(data), table)
-    attrs = {k: v for k, v in da.attrs.items()
-             if k not in PACKING_ATTRS + MASK_ATTRS + ("_Unsigned",)}
+    attrs = {k: v for k, v in da.attrs.items() if k not in CODING_ATTRS}
     return xr.DataArray(out, coords=da.coords, dims=da.dims, name=da.name, attrs=attrs)
