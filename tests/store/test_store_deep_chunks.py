@@ -1,5 +1,5 @@
 """Files chunked deeper in time than a read block (a mirror's one chunk over all steps):
-each worker holds the chunk it reads in HDF5's chunk cache, so that it is decompressed once;
+each worker keeps the chunk it reads decoded, so that it is decompressed once;
 the memory that takes is checked before any work, and the values equal CDO remapcon."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from conftest import assert_matches_cdo, raw_decode, run_cli
 from era5cache.bench.layouts import read_each_chunk_once, write_layout
 from era5cache.config.recipe import PreprocessConfig
 from era5cache.errors import InputError
-from era5cache.read import keepopen
+from era5cache.read import h5chunks, keepopen, netcdf
 from era5cache.read.combine import open_era5
 from era5cache.read.normalise import open_file
 from era5cache.store import inputs as store_inputs
@@ -111,22 +111,29 @@ def _holds_open(path: str) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
-def test_a_worker_keeps_the_file_open_between_read_tasks(layouts):
-    """xarray closes a file in a worker when the last task that references it is done,
-    dropping the HDF5 chunk cache: the next block would inflate the deep chunk again. The
-    read tasks carry a KeepOpen, so the worker keeps it open after the blocks are read (one
-    manager kept) until told to release it; the process that opened it keeps nothing and
-    closing closes it."""
+@pytest.mark.parametrize("reader", ["h5chunks", "netCDF4"])
+def test_a_worker_keeps_the_file_open_between_read_tasks(layouts, reader, monkeypatch):
+    """A worker keeps the file open after the blocks are read, until told to release it,
+    so that the deep chunk is inflated once: read by :mod:`era5cache.read.h5chunks`
+    (deflate, as here), which keeps the chunk decoded; or by netCDF4 (other filters), whose
+    manager the read tasks pin (xarray would close the file, dropping HDF5's chunk cache,
+    when the last task that references it is done). The process that opened the file
+    keeps nothing and closing closes it."""
     from distributed import Client, LocalCluster
 
+    if reader == "netCDF4":
+        monkeypatch.setattr(netcdf, "direct_layouts", lambda path, names: {})
     path = os.path.realpath(layouts["mirror"])
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
+        client.run(limit_open_files, 1, STEPS * 181 * 360 * 2)
         with open_file(path, chunk_bytes=4 * 181 * 360 * 4) as ds:  # 31 blocks, one chunk
             got = ds["t2m"].astype(np.float64).sum(("lat", "lon")).compute().values
             assert list(client.run(_holds_open, path).values()) == [True]
-            assert list(client.run(lambda: len(keepopen._KEPT)).values()) == [1]
-            assert _holds_open(path) and not keepopen._KEPT
+            pins = 1 if reader == "netCDF4" else 0
+            assert list(client.run(lambda: len(keepopen._KEPT)).values()) == [pins]
+            assert list(client.run(lambda: h5chunks.DECODED[0]).values()) == [1 - pins]
+            assert _holds_open(path) and not keepopen._KEPT and not h5chunks._FILES
         assert not _holds_open(path)
         # the end of a job: a worker that outlives it (external cluster) lets go of the
         # job's files (those this process opened), not of another job's

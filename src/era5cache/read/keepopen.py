@@ -60,15 +60,17 @@ def _kept(manager: object, owner: int) -> KeepOpen:
 
 def release(owner: int | None = None) -> int:
     """Close and forget the files this process keeps open for the job whose process is
-    ``owner`` (None: all); how many. Run on the workers when a job ends, so that a worker
-    serving many jobs does not hold every file (and its chunk cache) it ever read, nor
-    close those of another job still running."""
+    ``owner`` (None: all), those :mod:`.h5chunks` reads included; how many. Run on the
+    workers when a job ends, so that a worker serving many jobs does not hold every file
+    (and its chunk cache) it ever read, nor close those of another job still running."""
+    from . import h5chunks
+
     kept = [k for k in _KEPT if owner is None or k[0] == owner]
     kept = [_KEPT.pop(k) for k in kept]
     for manager in kept:
         with contextlib.suppress(Exception):  # already closed, or its file gone
             manager.close()
-    return len(kept)
+    return len(kept) + h5chunks.release(owner)
 
 
 def _through(block: np.ndarray, pin: KeepOpen) -> np.ndarray:

@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
+from .h5chunks import DirectStore, direct_layouts
 from .keepopen import manager_of
 from .packed import packed_names
 
@@ -19,7 +20,8 @@ KEEP_OPEN = "era5cache_keep_open"  # key of the file's pin in the dataset's enco
 def open_netcdf(path: Path) -> xr.Dataset:
     """The file as xarray opens it (lazy, not chunked, CF decoding on, timedeltas raw), but
     for packed 8- and 16-bit variables (:func:`.packed.packed_names`), left raw for the
-    normaliser to decode by table (:func:`.packed.decode_packed`); ``path`` exists
+    normaliser to decode by table (:func:`.packed.decode_packed`), and with deflated
+    variables read by :mod:`.h5chunks` rather than netCDF4; ``path`` exists
     (:func:`.normalise.open_parts` checks). ``encoding[KEEP_OPEN]`` holds the file's
     :class:`.keepopen.KeepOpen` for the normaliser's read tasks."""
     try:
@@ -30,8 +32,10 @@ def open_netcdf(path: Path) -> xr.Dataset:
     try:
         raw = _decoded(store, True)
         packed = packed_names(raw)
-        if packed:  # the same open file, decoded again
-            raw = _decoded(store, {name: False for name in packed})
+        layouts = direct_layouts(path, [str(v) for v in raw.data_vars if raw[v].ndim > 1])
+        if packed or layouts:  # the same open file, decoded again
+            raw = _decoded(DirectStore(store, path, layouts) if layouts else store,
+                           {name: False for name in packed} if packed else True)
         check_classic_size(path, raw)
     except BaseException:
         store.close()

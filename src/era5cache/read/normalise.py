@@ -22,6 +22,7 @@ from ..errors import InputError
 from .blocks import TARGET_CHUNK_BYTES, block_steps, disk_chunk_bytes, time_chunk_depth
 from .expver import FINAL, collapse_expver_dim, expver_str
 from .grib import is_grib, open_grib
+from .h5chunks import DIRECT
 from .keepopen import keep_open
 from .members import Member, mean_of_members, pick_member
 from .netcdf import KEEP_OPEN, open_netcdf
@@ -156,7 +157,8 @@ def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES
                   | ({"number": -1} if "number" in ds.dims else {}))
     pin = opened.encoding.get(KEEP_OPEN)
     for v in ds.data_vars:
-        ds[v] = keep_open(ds[v], pin)  # each worker inflates a chunk once (.keepopen)
+        if not ds[v].encoding.get(DIRECT):  # (.h5chunks keeps its own files open)
+            ds[v] = keep_open(ds[v], pin)  # each worker inflates a chunk once (.keepopen)
         if is_raw_packed(ds[v]):  # opened raw (.netcdf.open_netcdf)
             ds[v] = decode_packed(ds[v], decode_table(ds[v].variable))
     if member == "mean":

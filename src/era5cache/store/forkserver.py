@@ -55,9 +55,10 @@ NETCDF_CHUNK_CACHE = 64 * 2**20  # netCDF-C's default chunk cache per variable (
 
 def limit_open_files(n: int = OPEN_FILES_PER_WORKER, chunk_cache: int = 0) -> int:
     """Keep at most ``n`` input files open in this process (xarray's file cache, 128 by
-    default), and give each variable of the files opened from now on an HDF5 chunk cache
-    of ``chunk_cache`` bytes where that exceeds netCDF's default
-    (:data:`NETCDF_CHUNK_CACHE`); returns ``n``. Run on every worker before the job's tasks
+    default, and :mod:`era5cache.read.h5chunks`'), and give each variable of the files
+    opened from now on an HDF5 chunk cache of ``chunk_cache`` bytes where that exceeds
+    netCDF's default (:data:`NETCDF_CHUNK_CACHE`), each file :mod:`.h5chunks` reads as
+    much for the chunks it keeps decoded; returns ``n``. Run on every worker before the job's tasks
     (``client.run``: local workers and those of an existing cluster alike).
 
     An open netCDF4 file keeps the HDF5 chunk cache of each variable it was read from, so
@@ -70,7 +71,10 @@ def limit_open_files(n: int = OPEN_FILES_PER_WORKER, chunk_cache: int = 0) -> in
     """
     import xarray as xr
 
+    from ..read import h5chunks
+
     xr.set_options(file_cache_maxsize=n)
+    h5chunks.configure(n, chunk_cache)
     if chunk_cache > NETCDF_CHUNK_CACHE:
         import netCDF4
 

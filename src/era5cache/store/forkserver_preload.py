@@ -20,12 +20,14 @@ gc.disable()
 try:
     import dask.array  # noqa: F401
     import distributed  # noqa: F401
+    import h5py  # noqa: F401
     import netCDF4  # noqa: F401
     import numpy  # noqa: F401
     import pandas  # noqa: F401
     import xarray  # noqa: F401
     import zarr  # noqa: F401
 
+    import era5cache.read.h5chunks  # noqa: F401
     import era5cache.regrid.adapter  # noqa: F401
     import era5cache.store.zarrstore  # noqa: F401
 finally:

@@ -1,0 +1,326 @@
+"""Compressed HDF5 chunks of netCDF-4 variables read as stored and inflated here.
+
+netCDF-C reads a deflated variable through HDF5, which inflates each chunk with zlib: on the
+benchmark's CDS-layout file that is 80% of a plain pass over it. A variable whose HDF5
+filter pipeline is deflate, optionally after shuffle (what ``zlib=True`` writes, with or
+without ``shuffle``: every compressed ERA5 NetCDF we know), is read here instead: each chunk's
+stored bytes come from h5py (``read_direct_chunk``), are inflated by ISA-L (``isal``, 1.7 to
+2.6 times zlib's rate on these files; zlib where it is not installed) and unshuffled by
+numcodecs. Any other filter (fletcher32, szip, n-bit, scale-offset, plugins), a contiguous
+or uncompressed variable, or a file h5py cannot open is left to netCDF4.
+
+Values are the stored ones, bit for bit what netCDF4 returns with automatic masking off
+(native byte order; the HDF5 fill value where a chunk was never written): CF decoding
+(``_FillValue``, packing) happens above, in xarray or :mod:`.packed`.
+
+Pure functions (:func:`decode_chunk`, :func:`read_region`) are separate from the xarray
+adapter (:class:`H5ChunkArray`, :class:`DirectStore`). In a process other than the one that
+opened the file (a Dask worker), the h5py file stays open for the job, and a chunk that a
+read only partly covers (a mirror's month-deep chunk, read a block of steps at a time) is
+kept decoded for the next read, up to :func:`configure`'s budget per file, so that it is
+inflated once per worker; :func:`release` closes a job's files.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from numcodecs import Shuffle
+
+from ..errors import InputError
+
+try:  # ISA-L's inflate: same output as zlib's
+    from isal.isal_zlib import decompress as _inflate
+    from isal.isal_zlib import error as _InflateError
+except ImportError:  # pragma: no cover - isal is a dependency; zlib where it will not install
+    _inflate, _InflateError = zlib.decompress, zlib.error
+
+DEFLATE, SHUFFLE = 1, 2  # HDF5 filter ids (H5Z_FILTER_DEFLATE, H5Z_FILTER_SHUFFLE)
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+DEFAULT_CACHE_BYTES = 64 * 2**20  # per open file, as netCDF-C's default chunk cache
+DEFAULT_OPEN_FILES = 4
+DIRECT = "era5cache_h5chunks"  # encoding key of the variables read here
+
+
+@dataclass(frozen=True)
+class ChunkLayout:
+    """How one HDF5 dataset is stored: ``shape`` and ``chunks`` (elements), ``dtype`` as
+    stored (possibly big-endian), ``filters`` (HDF5 filter ids in pipeline order, as
+    written: shuffle before deflate), ``fill`` (the HDF5 fill value, of unwritten chunks)."""
+
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype
+    filters: tuple[int, ...]
+    fill: object
+
+    @property
+    def chunk_bytes(self) -> int:
+        return int(np.prod(self.chunks)) * self.dtype.itemsize
+
+
+def layout_of(dset) -> ChunkLayout | None:
+    """The :class:`ChunkLayout` of an h5py dataset that this module reads: chunked, numeric,
+    deflated, with no filter but shuffle beside deflate; None for any other."""
+    if dset.chunks is None or dset.dtype.kind not in "iuf" or dset.ndim == 0:
+        return None
+    plist = dset.id.get_create_plist()
+    filters = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
+    if DEFLATE not in filters or not set(filters) <= {DEFLATE, SHUFFLE}:
+        return None
+    return ChunkLayout(tuple(dset.shape), tuple(dset.chunks), np.dtype(dset.dtype), filters,
+                       dset.fillvalue)
+
+
+def decode_chunk(stored: bytes, filter_mask: int, layout: ChunkLayout) -> np.ndarray:
+    """One chunk's stored bytes -> its values, shape ``layout.chunks``, native byte order.
+    The filters are undone in reverse pipeline order, skipping those ``filter_mask`` marks
+    as not applied to this chunk (bit i: filter i). Peak memory: the stored bytes, then the
+    inflated bytes and the values (two chunks)."""
+    data: bytes | np.ndarray = stored
+    for i in reversed(range(len(layout.filters))):
+        if filter_mask & (1 << i):
+            continue
+        if layout.filters[i] == DEFLATE:
+            data = _inflate(data, bufsize=layout.chunk_bytes)
+        else:
+            data = unshuffle(data, layout.dtype.itemsize)
+    values = np.frombuffer(data, dtype=layout.dtype)
+    if values.size != int(np.prod(layout.chunks)):
+        raise ValueError(f"a chunk decodes to {values.size} values, not "
+                         f"{int(np.prod(layout.chunks))}")
+    values = values.reshape(layout.chunks)
+    if not layout.dtype.isnative:
+        values = values.astype(layout.dtype.newbyteorder("="))
+    return values
+
+
+def unshuffle(data: bytes | np.ndarray, itemsize: int) -> np.ndarray:
+    """HDF5's shuffle filter undone: the bytes of ``data`` grouped by byte position (all
+    first bytes, then all second bytes ...) back in element order; uint8, same length."""
+    out = np.empty(len(data) if isinstance(data, bytes) else data.nbytes, np.uint8)
+    return Shuffle(elementsize=itemsize).decode(data, out=out)
+
+
+def read_region(layout: ChunkLayout, region: tuple[slice, ...],
+                chunk: Callable[[tuple[int, ...], bool], np.ndarray | None]) -> np.ndarray:
+    """Values of ``region`` (one slice of step 1 per dimension, within ``layout.shape``),
+    native byte order. ``chunk(origin, whole)`` gives the chunk starting at ``origin``
+    (element coordinates), or None where it was never written (the fill value then);
+    ``whole`` says whether the region covers all of the chunk that lies in the dataset
+    (no later read of the same region pattern needs it again)."""
+    out = np.empty([s.stop - s.start for s in region], layout.dtype.newbyteorder("="))
+    firsts = [range(s.start // c * c, s.stop, c) for s, c in zip(region, layout.chunks,
+                                                                 strict=True)]
+    for origin in np.ndindex(*[len(r) for r in firsts]):
+        start = tuple(r[i] for r, i in zip(firsts, origin, strict=True))
+        src, dst, whole = [], [], True
+        for s, a, c, n in zip(region, start, layout.chunks, layout.shape, strict=True):
+            lo, hi = max(s.start, a), min(s.stop, a + c)
+            src.append(slice(lo - a, hi - a))
+            dst.append(slice(lo - s.start, hi - s.start))
+            whole &= lo == a and hi == min(a + c, n)
+        values = chunk(start, whole)
+        out[tuple(dst)] = layout.fill if values is None else values[tuple(src)]
+    return out
+
+
+class _OpenFile:
+    """An h5py file kept open in a worker, with its partly read chunks kept decoded (least
+    recently used dropped first, at most ``budget`` bytes)."""
+
+    def __init__(self, path: str, budget: int):
+        import h5py
+
+        self.file = h5py.File(path, "r")
+        self.budget = budget
+        self.chunks: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def chunk(self, name: str, layout: ChunkLayout, origin: tuple[int, ...], whole: bool,
+              keep: bool) -> np.ndarray | None:
+        key = (name, origin)
+        if key in self.chunks:
+            self.chunks.move_to_end(key)
+            return self.chunks[key]
+        values = read_chunk(self.file[name], layout, origin)
+        if keep and not whole and values is not None and values.nbytes <= self.budget:
+            while self.chunks and sum(v.nbytes for v in self.chunks.values()) \
+                    + values.nbytes > self.budget:
+                self.chunks.popitem(last=False)
+            self.chunks[key] = values
+        return values
+
+    def close(self) -> None:
+        self.chunks.clear()
+        self.file.close()
+
+
+DECODED = [0]  # chunks this process decoded (diagnostics and tests)
+
+
+def read_chunk(dset, layout: ChunkLayout, origin: tuple[int, ...]) -> np.ndarray | None:
+    """The decoded chunk of h5py dataset ``dset`` at ``origin``; None where never written."""
+    if dset.id.get_chunk_info_by_coord(origin).byte_offset is None:
+        return None
+    mask, stored = dset.id.read_direct_chunk(origin)
+    DECODED[0] += 1
+    return decode_chunk(stored, mask, layout)
+
+
+# this process's open files: (opening process, path) -> _OpenFile; least recently used first
+_FILES: OrderedDict[tuple[int, str], _OpenFile] = OrderedDict()
+_FILES_LOCK = threading.Lock()
+_settings = {"files": DEFAULT_OPEN_FILES, "cache": DEFAULT_CACHE_BYTES}
+
+
+def configure(open_files: int = DEFAULT_OPEN_FILES, cache_bytes: int = 0) -> None:
+    """At most ``open_files`` files kept open in this process, each keeping up to
+    ``cache_bytes`` of decoded chunks (at least :data:`DEFAULT_CACHE_BYTES`); files beyond
+    the count are closed, least recently used first. Run on the workers before a job
+    (:func:`era5cache.store.forkserver.limit_open_files`)."""
+    _settings["files"] = max(1, open_files)
+    _settings["cache"] = max(cache_bytes, DEFAULT_CACHE_BYTES)
+    with _FILES_LOCK:
+        _trim()
+
+
+def _trim() -> None:
+    while len(_FILES) > _settings["files"]:
+        _FILES.popitem(last=False)[1].close()
+
+
+def _kept_file(owner: int, path: str) -> _OpenFile:
+    with _FILES_LOCK:
+        f = _FILES.get((owner, path))
+        if f is None:
+            f = _FILES[(owner, path)] = _OpenFile(path, _settings["cache"])
+            _trim()
+        _FILES.move_to_end((owner, path))
+        return f
+
+
+def release(owner: int | None = None) -> int:
+    """Close the files this process keeps open for the job whose process is ``owner``
+    (None: all); how many (:func:`era5cache.read.keepopen.release` calls it)."""
+    with _FILES_LOCK:
+        keys = [k for k in _FILES if owner is None or k[0] == owner]
+        for k in keys:
+            _FILES.pop(k).close()
+    return len(keys)
+
+
+class H5ChunkArray(xr.backends.BackendArray):
+    """Lazy array of one variable read through :func:`read_region` (an xarray
+    ``BackendArray``: basic indexing). Pickles small (path, name, layout, opening process).
+    In the process that opened the file, each read opens and closes the file; elsewhere
+    the file is kept open (:func:`_kept_file`)."""
+
+    def __init__(self, path: str, name: str, layout: ChunkLayout, owner: int | None = None):
+        self.path, self.name, self.layout = path, name, layout
+        self.owner = os.getpid() if owner is None else owner
+        self.shape = layout.shape
+        self.dtype = layout.dtype.newbyteorder("=")
+
+    def __getitem__(self, key):
+        from xarray.core import indexing
+
+        return indexing.explicit_indexing_adapter(key, self.shape,
+                                                  indexing.IndexingSupport.BASIC, self._get)
+
+    def _get(self, key: tuple) -> np.ndarray:
+        """``key``: an int or a slice (any step) per dimension; reads the span it covers."""
+        ranges = [range(*k.indices(n)) if isinstance(k, slice) else int(k) % n
+                  for k, n in zip(key, self.shape, strict=True)]
+        if any(isinstance(r, range) and not r for r in ranges):
+            return np.empty([len(r) for r in ranges if isinstance(r, range)], self.dtype)
+        spans, picks = [], []
+        for r in ranges:
+            if isinstance(r, int):
+                spans.append(slice(r, r + 1))
+                picks.append(0)
+                continue
+            lo = min(r[0], r[-1])
+            last = r[-1] - lo + (1 if r.step > 0 else -1)
+            spans.append(slice(lo, max(r[0], r[-1]) + 1))
+            picks.append(slice(r[0] - lo, last if last >= 0 else None, r.step))
+        return self._read(tuple(spans))[tuple(picks)]
+
+    def _read(self, region: tuple[slice, ...]) -> np.ndarray:
+        """:func:`read_region`; a chunk that cannot be read or inflated (a damaged or
+        truncated file) is an :class:`InputError` naming the file and the variable."""
+        try:
+            if os.getpid() == self.owner:  # the opening process keeps nothing open
+                import h5py
+
+                with h5py.File(self.path, "r") as h5:
+                    dset = h5[self.name]
+                    return read_region(self.layout, region, lambda origin, whole: read_chunk(
+                        dset, self.layout, origin))
+            f = _kept_file(self.owner, self.path)
+            with f.lock:
+                return read_region(self.layout, region, lambda origin, whole: f.chunk(
+                    self.name, self.layout, origin, whole, keep=True))
+        except (OSError, RuntimeError, ValueError, KeyError, _InflateError) as exc:
+            where = ", ".join(f"{s.start}:{s.stop}" for s in region)
+            raise InputError(f"{self.path}: variable {self.name!r} [{where}] cannot be read "
+                             f"({exc}); the file is damaged: download it again") from exc
+
+
+def direct_layouts(path: Path, names: list[str]) -> dict[str, ChunkLayout]:
+    """The variables among ``names`` of the netCDF-4 file ``path`` that this module reads
+    (:func:`layout_of`), with their layouts; none for a file that is not HDF5 or that h5py
+    cannot open (netCDF4 reads it, and reports what is wrong)."""
+    with open(path, "rb") as f:
+        if f.read(8) != HDF5_MAGIC:
+            return {}
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            out = {}
+            for name in names:
+                dset = f.get(name)
+                layout = layout_of(dset) if isinstance(dset, h5py.Dataset) else None
+                if layout is not None:
+                    out[name] = layout
+            return out
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return {}
+
+
+class DirectStore(xr.backends.common.AbstractDataStore):
+    """An xarray data store that gives the variables of ``layouts`` as
+    :class:`H5ChunkArray` (marked ``encoding[DIRECT]``), everything else (other
+    variables, attributes, encodings) as ``store`` (a ``NetCDF4DataStore``) does; closing
+    it closes ``store``."""
+
+    def __init__(self, store, path: Path, layouts: dict[str, ChunkLayout]):
+        self.store, self.path, self.layouts = store, path, layouts
+
+    def load(self):
+        from xarray.core import indexing
+
+        variables, attrs = self.store.load()
+        variables = dict(variables)
+        for name, layout in self.layouts.items():
+            v = variables[name]
+            if v.shape != layout.shape:  # not the dataset netCDF4 reads (never seen)
+                continue
+            arr = indexing.LazilyIndexedArray(H5ChunkArray(str(self.path), name, layout))
+            variables[name] = xr.Variable(v.dims, arr, v.attrs, v.encoding | {DIRECT: True})
+        return variables, attrs
+
+    def get_encoding(self):
+        return self.store.get_encoding()
+
+    def close(self, **kwargs):
+        self.store.close(**kwargs)
