@@ -160,6 +160,21 @@ def infinite_values(good: Path, case: Path):
     return [bad], bad
 
 
+def damaged_chunk(good: Path, case: Path):
+    """Bytes in the middle of one compressed chunk of t2m overwritten (a bad download or
+    disk): the file opens, the chunk does not inflate."""
+    import h5py
+
+    bad = _copy(good, case)
+    with h5py.File(bad) as f:
+        d = f["t2m"]
+        info = d.id.get_chunk_info(d.id.get_num_chunks() // 2)
+    with open(bad, "r+b") as f:
+        f.seek(info.byte_offset + info.size // 2)
+        f.write(bytes(range(7, 255, 3)))
+    return [bad], bad
+
+
 def celsius(good: Path, case: Path):
     bad = _copy(good, case)
 
@@ -286,6 +301,7 @@ CASES = (
     Case("irregular time steps", irregular_steps, "irregular time steps"),
     Case("all-NaN time steps", all_nan_steps, "all-NaN time step"),
     Case("infinite values", infinite_values, "infinite values"),
+    Case("damaged compressed chunk", damaged_chunk, "cannot be read"),
     Case("unexpected units", celsius, "units"),
     Case("ensemble without member:", ensemble, "holds 3 ensemble members"),
     Case("levels that are not pressure", isentropic_levels, "not a pressure"),
