@@ -63,10 +63,17 @@ def run(args) -> int:
         variables=args.variables, chunk_steps=args.chunk_steps,
         all_nan_steps=args.all_nan_steps, dask_scheduler=args.scheduler,
         dask_workers=args.workers, dask_memory_limit=args.memory_limit)
-    with imports_frozen():
-        from ..store import job
+    from ..store.cluster import BackgroundClient
 
-    r = job.run(cfg, progress=not args.no_progress, append=args.append, force=args.force)
+    cluster = BackgroundClient(cfg)  # boots while the job's modules are imported
+    try:
+        with imports_frozen():
+            from ..store import job
+    except BaseException:
+        cluster.close()
+        raise
+    r = job.run(cfg, progress=not args.no_progress, append=args.append, force=args.force,
+                cluster=cluster)
     if r.status == "up to date":
         print(f"{r.output}: up to date ({r.n_time} steps made from the same inputs and "
               "settings); --force rebuilds it")

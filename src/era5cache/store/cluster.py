@@ -67,8 +67,9 @@ def _release_kept(client) -> None:
 
 
 class BackgroundClient:
-    """Starts :func:`dask_client` in a thread, so the cluster boots while the inputs are
-    opened and checked (about a second saved per run); ``get()`` waits for it."""
+    """Starts :func:`dask_client` in a thread, so the cluster boots while the job's modules
+    are imported and the inputs opened and checked (the preprocess command starts it as
+    soon as the recipe is read); ``get()`` waits for it."""
 
     def __init__(self, cfg: PreprocessConfig):
         from concurrent.futures import ThreadPoolExecutor
@@ -76,11 +77,17 @@ class BackgroundClient:
         self._cm = dask_client(cfg)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="era5cache-dask-start")
         self._started = self._pool.submit(self._cm.__enter__)
+        self._closed = False
 
     def get(self):
         return self._started.result()
 
     def close(self) -> None:
+        """Release the workers' files, close the client and the cluster; once (later
+        calls do nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._started.result()
         except BaseException:  # it never started: nothing to close

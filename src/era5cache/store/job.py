@@ -60,19 +60,30 @@ class JobResult:
 
 
 def run(cfg: PreprocessConfig, progress: bool = True, append: bool = False,
-        force: bool = False) -> JobResult:
+        force: bool = False, cluster: BackgroundClient | None = None) -> JobResult:
     """Run the job and publish the cache into ``cfg.output`` (one writer at a time).
 
     ``append``: extend the published cache with the inputs (see :mod:`.plan`).
     A run with the same inputs and settings as the published cache does nothing unless
     ``force``. A run killed earlier resumes from its staging folder (:mod:`.staging`).
+    ``cluster``: the job's Dask cluster, started by the caller for ``cfg`` (the job closes
+    it); by default the job starts one.
     """
+    cluster = cluster if cluster is not None else BackgroundClient(cfg)
+    try:
+        return _run_exclusive(cfg, progress, append, force, cluster)
+    finally:
+        cluster.close()  # a no-op where the job got as far as closing it
+
+
+def _run_exclusive(cfg: PreprocessConfig, progress: bool, append: bool, force: bool,
+                    cluster: BackgroundClient) -> JobResult:
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     with exclusive_writer(out):
         publish(out)  # a publication that a crash interrupted is finished first
         try:
-            return _run_locked(cfg, out, progress, append, force)
+            return _run_locked(cfg, out, progress, append, force, cluster)
         except (OSError, RuntimeError) as exc:  # h5py reports some write errors as RuntimeError
             if not _disk_full(exc):
                 raise
@@ -101,7 +112,7 @@ def _disk_full_reason(text: str) -> str:
 
 
 def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
-                force: bool) -> JobResult:
+                force: bool, cluster: BackgroundClient) -> JobResult:
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
 
@@ -110,7 +121,6 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
 
     base = published_base(out, cfg) if append else None
     inputs = hashes = None
-    cluster = BackgroundClient(cfg)
     try:
         inputs, ds, regridder = open_inputs(cfg, extract_dir=out / UNZIP_NAME,
                                             channels=base.channels if base else None)
