@@ -1,6 +1,6 @@
 """Deflated netCDF-4 chunks read directly (:mod:`era5cache.read.h5chunks`) give netCDF4's
 stored values bit for bit, whatever the chunking, filters, byte order or unwritten chunks;
-variables it cannot read are left to netCDF4; a worker decodes a chunk once."""
+variables it cannot read are left to netCDF4; a worker inflates a chunk once."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from era5cache.read.h5chunks import (
     SHUFFLE,
     ChunkLayout,
     H5ChunkArray,
+    InflatedChunk,
     decode_chunk,
     direct_layouts,
     read_region,
@@ -153,15 +154,30 @@ def test_a_filter_skipped_for_one_chunk_is_not_undone(tmp_path):
     np.testing.assert_array_equal(got[:2], values)
 
 
-def test_decode_chunk_undoes_shuffle_and_deflate():
+def test_decode_chunk_inflates_and_values_unshuffle_the_rows_asked_for():
     values = np.linspace(-5, 5, 60, dtype=">f8").reshape(3, 4, 5)
     shuffled = values.view(np.uint8).reshape(-1, 8).T.tobytes()
     layout = ChunkLayout((3, 4, 5), (3, 4, 5), np.dtype(">f8"), (SHUFFLE, DEFLATE), 0.0)
-    got = decode_chunk(zlib.compress(shuffled, 3), 0, layout)
-    assert got.dtype == np.dtype("=f8")
-    np.testing.assert_array_equal(got, values)
-    with pytest.raises(ValueError, match="decodes to 30 values"):
-        decode_chunk(zlib.compress(shuffled[:240]), 0, layout)
+    chunk = decode_chunk((0, zlib.compress(shuffled, 3)), layout)
+    assert chunk.shuffled and chunk.nbytes == 480
+    for box in [(slice(0, 3), slice(0, 4), slice(0, 5)), (slice(1, 2), slice(2, 4),
+                                                           slice(0, 3))]:
+        got = chunk.values(box)
+        assert got.dtype == np.dtype("=f8")
+        np.testing.assert_array_equal(got, values[box])
+    plain = decode_chunk((0b10, shuffled), layout)  # deflate (filter 1) skipped: not undone
+    np.testing.assert_array_equal(plain.values((slice(2, 3), slice(0, 4), slice(1, 5))),
+                                  values[2:3, :, 1:])
+    unshuffled = decode_chunk((0b01, zlib.compress(values.tobytes())), layout)  # no shuffle
+    assert not unshuffled.shuffled
+    np.testing.assert_array_equal(unshuffled.values((slice(0, 3),) + (slice(0, 4), slice(0, 5))),
+                                  values)
+    with pytest.raises(ValueError, match="inflates to 240 bytes, not 480"):
+        decode_chunk((0, zlib.compress(shuffled[:240])), layout)
+
+
+def _chunk_of(block: np.ndarray, layout: ChunkLayout) -> InflatedChunk:
+    return InflatedChunk(block.astype(layout.dtype).tobytes(), layout, shuffled=False)
 
 
 def test_read_region_asks_for_each_chunk_once_and_says_which_are_whole():
@@ -176,7 +192,7 @@ def test_read_region_asks_for_each_chunk_once_and_says_which_are_whole():
         block = np.zeros((4, 4), "i4")
         part = full[origin[0]:origin[0] + 4, origin[1]:origin[1] + 4]
         block[:part.shape[0], :part.shape[1]] = part
-        return block
+        return _chunk_of(block, layout)
 
     got = read_region(layout, (slice(3, 10), slice(0, 6)), chunk)
     want = full[3:10].copy()
@@ -187,9 +203,9 @@ def test_read_region_asks_for_each_chunk_once_and_says_which_are_whole():
                      ((8, 0), True), ((8, 4), True)]
 
 
-def test_a_worker_keeps_a_partly_read_chunk_decoded(variants, monkeypatch):
+def test_a_worker_keeps_a_partly_read_chunk_inflated(variants, monkeypatch):
     """Outside the opening process (owner differs), the file stays open and a chunk read
-    in parts is decoded once, up to the cache budget; release closes the file."""
+    in parts is inflated once, up to the cache budget; release closes the file."""
     layout = direct_layouts(variants, ["i2_deep"])["i2_deep"]  # one chunk, all steps
     arr = H5ChunkArray(str(variants), "i2_deep", layout, owner=-1)
     want = _netcdf4_raw(variants, "i2_deep", KEYS[0])
@@ -206,11 +222,11 @@ def test_a_worker_keeps_a_partly_read_chunk_decoded(variants, monkeypatch):
             variants, ["f4_shuffle"])["f4_shuffle"], owner=-1)
         whole._get((slice(4, 8), slice(None), slice(None)))  # chunks read whole: not kept
         assert list(kept) == [("i2_deep", (0, 0, 0))] and h5chunks.DECODED[0] == 1 + 6
-        h5chunks._settings["cache"] = layout.chunk_bytes - 1  # too small: decoded each time
+        h5chunks._settings["cache"] = layout.chunk_bytes - 1  # too small: inflated each time
         h5chunks.release(-1)
         for a in range(0, SHAPE[0], 2):
             arr._get((slice(a, a + 2), slice(None), slice(None)))
-        assert h5chunks.DECODED[0] == 7 + 6  # six reads, each decodes the chunk
+        assert h5chunks.DECODED[0] == 7 + 6  # six reads, each inflates the chunk
         assert h5chunks.release(-2) == 0 and h5chunks.release(-1) == 1
         assert not h5chunks._FILES
     finally:

@@ -4,10 +4,11 @@ netCDF-C reads a deflated variable through HDF5, which inflates each chunk with 
 benchmark's CDS-layout file that is 80% of a plain pass over it. A variable whose HDF5
 filter pipeline is deflate, optionally after shuffle (what ``zlib=True`` writes, with or
 without ``shuffle``: every compressed ERA5 NetCDF we know), is read here instead: each chunk's
-stored bytes come from h5py (``read_direct_chunk``), are inflated by ISA-L (``isal``, 1.7 to
-2.6 times zlib's rate on these files; zlib where it is not installed) and unshuffled by
-numcodecs. Any other filter (fletcher32, szip, n-bit, scale-offset, plugins), a contiguous
-or uncompressed variable, or a file h5py cannot open is left to netCDF4.
+stored bytes come from h5py (``read_direct_chunk``) and are inflated by ISA-L (``isal``, 1.7
+to 2.6 times zlib's rate on these files; zlib where it is not installed); a read unshuffles
+only the rows it takes (:class:`InflatedChunk`). Any other filter (fletcher32, szip, n-bit,
+scale-offset, plugins), a contiguous or uncompressed variable, or a file h5py cannot open is
+left to netCDF4.
 
 Values are the stored ones, bit for bit what netCDF4 returns with automatic masking off
 (native byte order; the HDF5 fill value where a chunk was never written): CF decoding
@@ -17,8 +18,10 @@ Pure functions (:func:`decode_chunk`, :func:`read_region`) are separate from the
 adapter (:class:`H5ChunkArray`, :class:`DirectStore`). In a process other than the one that
 opened the file (a Dask worker), the h5py file stays open for the job, and a chunk that a
 read only partly covers (a mirror's month-deep chunk, read a block of steps at a time) is
-kept decoded for the next read, up to :func:`configure`'s budget per file, so that it is
-inflated once per worker; :func:`release` closes a job's files.
+kept inflated for the next read, up to :func:`configure`'s budget per file, so that it is
+inflated once per worker; :func:`release` closes a job's files. Memory: a chunk's stored
+and inflated bytes while it inflates (for the 744-step int16 mirror chunk, 1.06 + 1.54 GB),
+then the inflated bytes while it is kept.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from numcodecs import Shuffle
 
 from ..errors import InputError
 
@@ -69,49 +71,72 @@ class ChunkLayout:
 
 def layout_of(dset) -> ChunkLayout | None:
     """The :class:`ChunkLayout` of an h5py dataset that this module reads: chunked, numeric,
-    deflated, with no filter but shuffle beside deflate; None for any other."""
+    with deflate as its last filter and at most shuffle before it; None for any other."""
     if dset.chunks is None or dset.dtype.kind not in "iuf" or dset.ndim == 0:
         return None
     plist = dset.id.get_create_plist()
     filters = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
-    if DEFLATE not in filters or not set(filters) <= {DEFLATE, SHUFFLE}:
+    if filters not in ((DEFLATE,), (SHUFFLE, DEFLATE)):
         return None
     return ChunkLayout(tuple(dset.shape), tuple(dset.chunks), np.dtype(dset.dtype), filters,
                        dset.fillvalue)
 
 
-def decode_chunk(stored: bytes, filter_mask: int, layout: ChunkLayout) -> np.ndarray:
-    """One chunk's stored bytes -> its values, shape ``layout.chunks``, native byte order.
-    The filters are undone in reverse pipeline order, skipping those ``filter_mask`` marks
-    as not applied to this chunk (bit i: filter i). Peak memory: the stored bytes, then the
-    inflated bytes and the values (two chunks)."""
-    data: bytes | np.ndarray = stored
-    for i in reversed(range(len(layout.filters))):
-        if filter_mask & (1 << i):
-            continue
-        if layout.filters[i] == DEFLATE:
-            data = _inflate(data, bufsize=layout.chunk_bytes)
+class InflatedChunk:
+    """One chunk inflated, its bytes still shuffled where the file shuffles them: a read
+    unshuffles only the rows (along the first dimension) it takes, so a chunk read a block
+    of steps at a time is never held twice, and its unshuffling is spread over the reads."""
+
+    def __init__(self, data: bytes, layout: ChunkLayout, shuffled: bool):
+        n = int(np.prod(layout.chunks))
+        if len(data) != n * layout.dtype.itemsize:
+            raise ValueError(f"a chunk inflates to {len(data)} bytes, not "
+                             f"{n * layout.dtype.itemsize}")
+        self.data, self.layout, self.shuffled = data, layout, shuffled
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
+
+    def values(self, box: tuple[slice, ...]) -> np.ndarray:
+        """Values of ``box`` (slices of step 1 within the chunk), native byte order; may
+        be a read-only view of the chunk."""
+        layout, k = self.layout, self.layout.dtype.itemsize
+        inner = int(np.prod(layout.chunks[1:]))
+        rows = box[0]
+        count = (rows.stop - rows.start) * inner
+        if self.shuffled and k > 1:  # byte j of element i is at j * n + i
+            n = int(np.prod(layout.chunks))
+            planes = np.frombuffer(self.data, np.uint8).reshape(k, n)
+            out = np.empty((count, k), np.uint8)
+            for j in range(k):
+                out[:, j] = planes[j, rows.start * inner:rows.start * inner + count]
+            flat = out.view(layout.dtype).reshape(-1)
         else:
-            data = unshuffle(data, layout.dtype.itemsize)
-    values = np.frombuffer(data, dtype=layout.dtype)
-    if values.size != int(np.prod(layout.chunks)):
-        raise ValueError(f"a chunk decodes to {values.size} values, not "
-                         f"{int(np.prod(layout.chunks))}")
-    values = values.reshape(layout.chunks)
-    if not layout.dtype.isnative:
-        values = values.astype(layout.dtype.newbyteorder("="))
-    return values
+            flat = np.frombuffer(self.data, layout.dtype, count, rows.start * inner * k)
+        block = flat.reshape((rows.stop - rows.start,) + layout.chunks[1:])
+        block = block[(slice(None),) + tuple(box[1:])]
+        return block if layout.dtype.isnative else block.astype(layout.dtype.newbyteorder("="))
 
 
-def unshuffle(data: bytes | np.ndarray, itemsize: int) -> np.ndarray:
-    """HDF5's shuffle filter undone: the bytes of ``data`` grouped by byte position (all
-    first bytes, then all second bytes ...) back in element order; uint8, same length."""
-    out = np.empty(len(data) if isinstance(data, bytes) else data.nbytes, np.uint8)
-    return Shuffle(elementsize=itemsize).decode(data, out=out)
+def decode_chunk(stored: tuple[int, bytes], layout: ChunkLayout) -> InflatedChunk:
+    """One chunk as stored, ``(filter mask, bytes)`` as h5py's ``read_direct_chunk`` gives
+    it, inflated; the filter mask marks the filters not applied to this chunk (bit i:
+    filter i of ``layout.filters``). The stored bytes are let go once inflated (pass the
+    tuple itself, not a name bound to its bytes): memory peaks at the stored and the
+    inflated bytes together."""
+    filter_mask, data = stored
+    del stored
+    for i, f in enumerate(layout.filters):
+        if f == DEFLATE and not filter_mask & (1 << i):
+            data = _inflate(data, bufsize=layout.chunk_bytes)
+    shuffled = any(f == SHUFFLE and not filter_mask & (1 << i)
+                   for i, f in enumerate(layout.filters))
+    return InflatedChunk(data, layout, shuffled)
 
 
 def read_region(layout: ChunkLayout, region: tuple[slice, ...],
-                chunk: Callable[[tuple[int, ...], bool], np.ndarray | None]) -> np.ndarray:
+                chunk: Callable[[tuple[int, ...], bool], InflatedChunk | None]) -> np.ndarray:
     """Values of ``region`` (one slice of step 1 per dimension, within ``layout.shape``),
     native byte order. ``chunk(origin, whole)`` gives the chunk starting at ``origin``
     (element coordinates), or None where it was never written (the fill value then);
@@ -128,13 +153,13 @@ def read_region(layout: ChunkLayout, region: tuple[slice, ...],
             src.append(slice(lo - a, hi - a))
             dst.append(slice(lo - s.start, hi - s.start))
             whole &= lo == a and hi == min(a + c, n)
-        values = chunk(start, whole)
-        out[tuple(dst)] = layout.fill if values is None else values[tuple(src)]
+        found = chunk(start, whole)
+        out[tuple(dst)] = layout.fill if found is None else found.values(tuple(src))
     return out
 
 
 class _OpenFile:
-    """An h5py file kept open in a worker, with its partly read chunks kept decoded (least
+    """An h5py file kept open in a worker, with its partly read chunks kept inflated (least
     recently used dropped first, at most ``budget`` bytes)."""
 
     def __init__(self, path: str, budget: int):
@@ -142,11 +167,11 @@ class _OpenFile:
 
         self.file = h5py.File(path, "r")
         self.budget = budget
-        self.chunks: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.chunks: OrderedDict[tuple, InflatedChunk] = OrderedDict()
         self.lock = threading.Lock()
 
     def chunk(self, name: str, layout: ChunkLayout, origin: tuple[int, ...], whole: bool,
-              keep: bool) -> np.ndarray | None:
+              keep: bool) -> InflatedChunk | None:
         key = (name, origin)
         if key in self.chunks:
             self.chunks.move_to_end(key)
@@ -164,16 +189,16 @@ class _OpenFile:
         self.file.close()
 
 
-DECODED = [0]  # chunks this process decoded (diagnostics and tests)
+DECODED = [0]  # chunks this process inflated (diagnostics and tests)
 
 
-def read_chunk(dset, layout: ChunkLayout, origin: tuple[int, ...]) -> np.ndarray | None:
-    """The decoded chunk of h5py dataset ``dset`` at ``origin``; None where never written."""
+def read_chunk(dset, layout: ChunkLayout, origin: tuple[int, ...]) -> InflatedChunk | None:
+    """The chunk of h5py dataset ``dset`` at ``origin``, inflated; None where never
+    written."""
     if dset.id.get_chunk_info_by_coord(origin).byte_offset is None:
         return None
-    mask, stored = dset.id.read_direct_chunk(origin)
     DECODED[0] += 1
-    return decode_chunk(stored, mask, layout)
+    return decode_chunk(dset.id.read_direct_chunk(origin), layout)
 
 
 # this process's open files: (opening process, path) -> _OpenFile; least recently used first
@@ -184,7 +209,7 @@ _settings = {"files": DEFAULT_OPEN_FILES, "cache": DEFAULT_CACHE_BYTES}
 
 def configure(open_files: int = DEFAULT_OPEN_FILES, cache_bytes: int = 0) -> None:
     """At most ``open_files`` files kept open in this process, each keeping up to
-    ``cache_bytes`` of decoded chunks (at least :data:`DEFAULT_CACHE_BYTES`); files beyond
+    ``cache_bytes`` of inflated chunks (at least :data:`DEFAULT_CACHE_BYTES`); files beyond
     the count are closed, least recently used first. Run on the workers before a job
     (:func:`era5cache.store.forkserver.limit_open_files`)."""
     _settings["files"] = max(1, open_files)
