@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from era5cache.read import packed
 from era5cache.read.normalise import open_file
 from era5cache.read.packed import decode_table, lookup, packed_names
 
@@ -89,6 +90,18 @@ def test_table_covers_every_raw_value():
     raw = np.array([-32768, -32767, -1, 0, 1, 32767], np.int16)
     np.testing.assert_array_equal(lookup(raw, table),
                                   [-16374.0, np.nan, 9.5, 10.0, 10.5, 16393.5])
+
+
+def test_lookup_in_runs_equals_one_gather(monkeypatch):
+    """Gathered a run at a time (runs of 7 here, with a last short one), over a strided
+    3-D block: the same as one ``table[bits]``."""
+    monkeypatch.setattr(packed, "LOOKUP_RUN", 7)
+    table = np.random.default_rng(1).random(65536).astype(np.float32)
+    raw = np.random.default_rng(2).integers(-32768, 32767, (4, 6, 10), dtype=np.int16)
+    block = raw[:, ::-1, 1:]  # 180 values, not contiguous
+    got = lookup(block, table)
+    assert got.shape == block.shape and got.dtype == np.float32
+    np.testing.assert_array_equal(got, table[np.ascontiguousarray(block).view(np.uint16)])
 
 
 @pytest.mark.parametrize("dtype", ["i4", "f4"])

@@ -170,14 +170,16 @@ class _OpenFile:
         self.chunks: OrderedDict[tuple, InflatedChunk] = OrderedDict()
         self.lock = threading.Lock()
 
-    def chunk(self, name: str, layout: ChunkLayout, origin: tuple[int, ...], whole: bool,
-              keep: bool) -> InflatedChunk | None:
+    def chunk(self, name: str, layout: ChunkLayout, origin: tuple[int, ...],
+              whole: bool) -> InflatedChunk | None:
+        """The chunk of variable ``name`` at ``origin``, kept inflated unless ``whole`` (the
+        read takes all of it) or it alone exceeds the budget."""
         key = (name, origin)
         if key in self.chunks:
             self.chunks.move_to_end(key)
             return self.chunks[key]
         values = read_chunk(self.file[name], layout, origin)
-        if keep and not whole and values is not None and values.nbytes <= self.budget:
+        if not whole and values is not None and values.nbytes <= self.budget:
             while self.chunks and sum(v.nbytes for v in self.chunks.values()) \
                     + values.nbytes > self.budget:
                 self.chunks.popitem(last=False)
@@ -293,11 +295,12 @@ class H5ChunkArray(xr.backends.BackendArray):
             f = _kept_file(self.owner, self.path)
             with f.lock:
                 return read_region(self.layout, region, lambda origin, whole: f.chunk(
-                    self.name, self.layout, origin, whole, keep=True))
+                    self.name, self.layout, origin, whole))
         except (OSError, RuntimeError, ValueError, KeyError, _InflateError) as exc:
             where = ", ".join(f"{s.start}:{s.stop}" for s in region)
             raise InputError(f"{self.path}: variable {self.name!r} [{where}] cannot be read "
-                             f"({exc}); the file is damaged: download it again") from exc
+                             f"({exc}); the file is damaged or changed since the job "
+                             "opened it: download it again") from exc
 
 
 def direct_layouts(path: Path, names: list[str]) -> dict[str, ChunkLayout]:
