@@ -57,9 +57,10 @@ def limit_open_files(n: int = OPEN_FILES_PER_WORKER, chunk_cache: int = 0) -> in
     """Keep at most ``n`` input files open in this process (xarray's file cache, 128 by
     default, and :mod:`era5cache.read.h5chunks`'), and give each variable of the files
     opened from now on an HDF5 chunk cache of ``chunk_cache`` bytes where that exceeds
-    netCDF's default (:data:`NETCDF_CHUNK_CACHE`), each file :mod:`.h5chunks` reads as
-    much for the chunks it keeps decoded; returns ``n``. Run on every worker before the job's tasks
-    (``client.run``: local workers and those of an existing cluster alike).
+    netCDF's default (:data:`NETCDF_CHUNK_CACHE`), and each file that :mod:`.h5chunks`
+    reads as much room for the chunks it keeps inflated; returns ``n``. Run on every worker
+    before the job's tasks (``client.run``: local workers and those of an existing cluster
+    alike).
 
     An open netCDF4 file keeps the HDF5 chunk cache of each variable it was read from, so
     without a cap a worker's memory grows with the number of input files it has read. Read

@@ -77,7 +77,7 @@ def run(cfg: PreprocessConfig, progress: bool = True, append: bool = False,
 
 
 def _run_exclusive(cfg: PreprocessConfig, progress: bool, append: bool, force: bool,
-                    cluster: BackgroundClient) -> JobResult:
+                   cluster: BackgroundClient) -> JobResult:
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     with exclusive_writer(out):
