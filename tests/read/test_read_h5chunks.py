@@ -209,24 +209,24 @@ def test_a_worker_keeps_a_partly_read_chunk_inflated(variants, monkeypatch):
     layout = direct_layouts(variants, ["i2_deep"])["i2_deep"]  # one chunk, all steps
     arr = H5ChunkArray(str(variants), "i2_deep", layout, owner=-1)
     want = _netcdf4_raw(variants, "i2_deep", KEYS[0])
-    monkeypatch.setattr(h5chunks, "DECODED", [0])
+    monkeypatch.setattr(h5chunks, "INFLATED", [0])
     h5chunks.configure(1, 0)
     try:
         got = np.concatenate([arr._get((slice(a, a + 2), slice(None), slice(None)))
                               for a in range(0, SHAPE[0], 2)])
         assert got.tobytes() == want.tobytes()
-        assert h5chunks.DECODED[0] == 1 and list(h5chunks._FILES) == [(-1, str(variants))]
+        assert h5chunks.INFLATED[0] == 1 and list(h5chunks._FILES) == [(-1, str(variants))]
         kept = h5chunks._FILES[(-1, str(variants))].chunks
         assert list(kept) == [("i2_deep", (0, 0, 0))]
         whole = H5ChunkArray(str(variants), "f4_shuffle", direct_layouts(
             variants, ["f4_shuffle"])["f4_shuffle"], owner=-1)
         whole._get((slice(4, 8), slice(None), slice(None)))  # chunks read whole: not kept
-        assert list(kept) == [("i2_deep", (0, 0, 0))] and h5chunks.DECODED[0] == 1 + 6
+        assert list(kept) == [("i2_deep", (0, 0, 0))] and h5chunks.INFLATED[0] == 1 + 6
         h5chunks._settings["cache"] = layout.chunk_bytes - 1  # too small: inflated each time
         h5chunks.release(-1)
         for a in range(0, SHAPE[0], 2):
             arr._get((slice(a, a + 2), slice(None), slice(None)))
-        assert h5chunks.DECODED[0] == 7 + 6  # six reads, each inflates the chunk
+        assert h5chunks.INFLATED[0] == 7 + 6  # six reads, each inflates the chunk
         assert h5chunks.release(-2) == 0 and h5chunks.release(-1) == 1
         assert not h5chunks._FILES
     finally:

@@ -191,7 +191,7 @@ class _OpenFile:
         self.file.close()
 
 
-DECODED = [0]  # chunks this process inflated (diagnostics and tests)
+INFLATED = [0]  # chunks this process inflated (diagnostics and tests)
 
 
 def read_chunk(dset, layout: ChunkLayout, origin: tuple[int, ...]) -> InflatedChunk | None:
@@ -199,7 +199,7 @@ def read_chunk(dset, layout: ChunkLayout, origin: tuple[int, ...]) -> InflatedCh
     written."""
     if dset.id.get_chunk_info_by_coord(origin).byte_offset is None:
         return None
-    DECODED[0] += 1
+    INFLATED[0] += 1
     return decode_chunk(dset.id.read_direct_chunk(origin), layout)
 
 
