@@ -42,7 +42,8 @@ def test_layouts_are_what_they_claim(layouts):
         assert v.dtype == np.int16 and v.chunking() == [STEPS, 181, 360]
         assert v.filters()["complevel"] == 5 and v.filters()["shuffle"]
     with netCDF4.Dataset(layouts["cds"]) as nc:
-        assert nc["t2m"].chunking() == [42, 181, 360] and nc["t2m"].dtype == np.float32
+        # netCDF's default chunks, as the CDS writes: deeper than a block, 2 x 2 per step
+        assert nc["t2m"].chunking() == [62, 91, 180] and nc["t2m"].dtype == np.float32
 
 
 def test_deep_chunks_are_counted_and_values_decode(layouts):
@@ -52,8 +53,11 @@ def test_deep_chunks_are_counted_and_values_decode(layouts):
         np.testing.assert_allclose(ds["t2m"].values, raw_decode(layouts["mirror"], "t2m")
                                    [:, ::-1], rtol=0, atol=1e-4)
     # blocks that take whole chunks need no cache
-    with open_file(layouts["cds"], chunk_bytes=42 * 181 * 360 * 4) as ds:
+    with open_file(layouts["cds"], chunk_bytes=62 * 181 * 360 * 4) as ds:
         assert ds.encoding["disk_chunk_bytes"] == 0
+    # shallower blocks: every chunk of a time slab, across latitude and longitude
+    with open_file(layouts["cds"], chunk_bytes=4 * 181 * 360 * 4) as ds:
+        assert ds.encoding["disk_chunk_bytes"] == 62 * 91 * 180 * 4 * 2 * 2
     assert read_each_chunk_once(layouts["mirror"]) == STEPS * 181 * 360 * 4
 
 
@@ -67,8 +71,8 @@ def test_chunk_memory_is_checked_before_any_work(layouts, monkeypatch):
         store_inputs.check_chunk_memory(small, inputs)
     msg = str(exc.value)
     need = store_inputs.chunk_memory_need(chunk, store_inputs.read_chunk_bytes(small))
-    assert msg.startswith(f"{layouts['mirror']}: one compressed chunk of it holds 16 MB "
-                          "decompressed") and f"to {need / 2**30:g}GiB or more" in msg
+    assert msg.startswith(f"{layouts['mirror']}: the compressed chunks of one time slab "
+                          "hold 16 MB decompressed") and f"to {need / 2**30:g}GiB or more" in msg
     assert need >= 2 * chunk + store_inputs.WORKER_BASE and need % 2**28 == 0
     big = PreprocessConfig(dask={"memory_limit": "2GiB"})
     store_inputs.check_chunk_memory(big, inputs)
@@ -142,3 +146,29 @@ def test_a_worker_keeps_the_file_open_between_read_tasks(layouts, reader, monkey
         assert list(client.run(_holds_open, path).values()) == [False]
     want = raw_decode(layouts["mirror"], "t2m").astype(np.float32).astype(np.float64)
     np.testing.assert_allclose(got, want.sum(axis=(1, 2)), rtol=1e-12)
+
+
+def test_a_time_slab_of_split_chunks_is_kept_whole(layouts, monkeypatch):
+    """netCDF's default chunks (the CDS's) run deeper in time than a block and split each
+    step in latitude and longitude: an open file keeps a whole time slab (every chunk a
+    block touches, :func:`disk_chunk_bytes`), so that blocks read in order inflate each of
+    the 2 x 4 chunks once; with room for one chunk they are inflated again block after
+    block. Values as netCDF4 reads them."""
+    path = str(layouts["cds"])
+    monkeypatch.setattr(h5chunks, "DEFAULT_CACHE_BYTES", 0)  # the sample's slab is 16 MB
+    layout = h5chunks.direct_layouts(layouts["cds"], ["t2m"])["t2m"]
+    with open_file(path, chunk_bytes=4 * 181 * 360 * 4) as ds:
+        slab = ds.encoding["disk_chunk_bytes"]
+    want = raw_decode(layouts["cds"], "t2m").astype(np.float32)
+    for budget, inflated in ((slab, 8), (layout.chunk_bytes, 4 * 31 + 4)):
+        monkeypatch.setattr(h5chunks, "INFLATED", [0])
+        limit_open_files(1, budget)
+        arr = h5chunks.H5ChunkArray(path, "t2m", layout, owner=-1)  # as in a worker
+        try:
+            got = np.concatenate([arr._get((slice(a, a + 4), slice(None), slice(None)))
+                                  for a in range(0, STEPS, 4)])
+        finally:
+            h5chunks.release(-1)
+            limit_open_files()
+        np.testing.assert_array_equal(got, want)
+        assert h5chunks.INFLATED[0] == inflated

@@ -1,7 +1,8 @@
 """Compressed ERA5 NetCDF layouts of one field, as real archives hold them, for benchmarks.
 
-* ``cds``: float32, deflate 1 + shuffle, chunks (42, 181, 360): what the 2024+ CDS writes
-  (netCDF's default chunking of its requests);
+* ``cds``: float32, deflate 1 + shuffle, netCDF's default chunking: what the 2024+ CDS
+  writes ((42, 181, 360) for 168 hourly 0.25-degree steps, (124, 121, 240) for a month of
+  744: chunks deeper in time than a read block, split in latitude and longitude);
 * ``mirror``: int16 with ``scale_factor``/``add_offset``, deflate 5 + shuffle, one chunk over
   every step (n, 721, 1440): the layout of a large national ERA5 mirror, whose monthly files
   are chunked (720, 721, 1440).
@@ -49,11 +50,11 @@ def write_layout(src: str | os.PathLike, dst: str | os.PathLike, layout: str,
             lo = nc.createVariable("longitude", "f8", ("longitude",))
             lo.units = "degrees_east"
             lo[:] = ds["lon"].values
-            if layout == "cds":
-                chunks = (min(42, nt), min(181, nlat), min(360, nlon))
+            if layout == "cds":  # netCDF's default chunks
                 v = nc.createVariable(var, "f4", ("valid_time", "latitude", "longitude"),
-                                      zlib=True, complevel=1, shuffle=True, chunksizes=chunks,
+                                      zlib=True, complevel=1, shuffle=True,
                                       fill_value=np.float32(np.nan))
+                chunks = tuple(v.chunking())
             elif layout == "mirror":
                 chunks = (nt, nlat, nlon)
                 v = nc.createVariable(var, "i2", ("valid_time", "latitude", "longitude"),
@@ -124,7 +125,8 @@ def make_inputs(work: Path, steps: tuple[int, ...]) -> dict[tuple[str, int], Pat
         folder = work / f"layouts_{n}h"
         kinds = LAYOUTS + ("grib",)
         paths = {k: folder / k / ("t2m.grib" if k == "grib" else "t2m.nc") for k in kinds}
-        if not (folder / ".complete").exists():
+        done = folder / ".complete-v2"  # v2: the cds layout in netCDF's default chunks
+        if not done.exists():
             start = np.datetime64("2021-07-01T00")
             src = write_sample(folder / "source", SampleSpec(
                 start=str(start), end=str(start + np.timedelta64(n - 1, "h")), step="1h",
@@ -136,6 +138,6 @@ def make_inputs(work: Path, steps: tuple[int, ...]) -> dict[tuple[str, int], Pat
                 else:
                     write_layout(src, p, k)
             src.unlink()
-            (folder / ".complete").touch()
+            done.touch()
         out.update({(k, n): p for k, p in paths.items()})
     return out

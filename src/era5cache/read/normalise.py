@@ -200,7 +200,7 @@ def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES
     # where blocks do not take whole chunks: chunks deeper in time than a block
     shared = bool(depth and depth > 1 and nt % depth)
     out.encoding["disk_chunk_bytes"] = disk_chunk_bytes(
-        raw, [back.get(v, v) for v in data_vars]) if shared else 0
+        raw, [back.get(v, v) for v in data_vars], tdim) if shared else 0
     out.set_close(opened.close)
     return out
 

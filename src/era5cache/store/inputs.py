@@ -65,19 +65,20 @@ def _reserve(block: int) -> int:
 
 def chunk_memory_need(cache: int, block: int) -> int:
     """Worker memory limit, in bytes rounded up to a quarter GiB, that reads files whose
-    chunks take ``cache`` bytes decompressed, in read blocks of ``block`` bytes: twice the
-    chunk (while HDF5 inflates one it holds the compressed bytes too), a worker at rest and
-    eight blocks (measured: a 744-step int16 chunk of 1545 MB peaked a worker at 3225 MB)."""
+    chunks of one time slab take ``cache`` bytes decompressed, in read blocks of ``block``
+    bytes: twice the slab (the kept chunks, and the compressed and inflated bytes while one
+    inflates), a worker at rest and eight blocks (measured: a 744-step int16 chunk of 1545
+    MB peaked a worker at 3225 MB through HDF5, 2755 MB through :mod:`era5cache.read.h5chunks`)."""
     need = 2 * cache + _reserve(block)
     return int(-(-need // 2**28) * 2**28)
 
 
 def check_chunk_memory(cfg: PreprocessConfig, inputs: Era5Inputs) -> None:
-    """:class:`InputError` naming the file when one of its compressed chunks, held whole so
-    that it is decompressed once, would not fit in a worker twice (the cached chunk, and
-    the compressed and inflated copies while HDF5 decompresses it) beside eight read blocks
-    (netCDF4 scales packed values in float64); the message gives the memory limit that
-    does."""
+    """:class:`InputError` naming the file when the compressed chunks of one time slab
+    (:func:`era5cache.read.blocks.disk_chunk_bytes`), kept decompressed so that each is
+    decompressed once, would not fit in a worker twice (the kept chunks, and the
+    compressed and inflated copies while one inflates) beside eight read blocks (netCDF4
+    scales packed values in float64); the message gives the memory limit that does."""
     cache, path = inputs.chunk_cache
     if cache <= NETCDF_CHUNK_CACHE or not cfg.dask.memory_limit or cfg.dask.scheduler:
         return
@@ -85,8 +86,9 @@ def check_chunk_memory(cfg: PreprocessConfig, inputs: Era5Inputs) -> None:
     if need > memory_bytes(cfg.dask.memory_limit):
         gib = need / 2**30
         raise InputError(
-            f"{path}: one compressed chunk of it holds {cache / 1e6:.0f} MB decompressed, "
-            f"which each worker keeps whole to decompress it once; the worker memory limit "
+            f"{path}: the compressed chunks of one time slab hold {cache / 1e6:.0f} MB "
+            "decompressed, which each worker keeps to decompress each chunk once (a read "
+            f"block takes fewer steps than a chunk); the worker memory limit "
             f"{cfg.dask.memory_limit} is too small: set dask.memory_limit (--memory-limit) "
             f"to {gib:g}GiB or more (and fewer dask.workers if the machine's memory calls "
             "for it)")
