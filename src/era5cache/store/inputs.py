@@ -43,10 +43,11 @@ def read_block_ceiling(cfg: PreprocessConfig) -> int | None:
 
 
 def read_settings(cfg: PreprocessConfig, inputs: Era5Inputs) -> tuple[int, int]:
-    """Files each worker keeps open and the HDF5 chunk cache per open file
+    """Files each worker keeps open and the chunk cache per open file
     (:func:`era5cache.store.forkserver.limit_open_files`): a cache of the largest input
-    chunk when that exceeds netCDF's default, with as many open files as such caches fit in
-    the worker memory limit beside what :func:`check_chunk_memory` counts (at least one)."""
+    time slab (:func:`era5cache.read.blocks.disk_chunk_bytes`) when that exceeds netCDF's
+    default, with as many open files as such caches fit in the worker memory limit beside
+    what :func:`check_chunk_memory` counts (at least one)."""
     cache = inputs.chunk_cache[0]
     if cache <= NETCDF_CHUNK_CACHE:
         return OPEN_FILES_PER_WORKER, 0
