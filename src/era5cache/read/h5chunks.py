@@ -42,7 +42,7 @@ from ..errors import InputError
 try:  # ISA-L's inflate: same output as zlib's
     from isal.isal_zlib import decompress as _inflate
     from isal.isal_zlib import error as _InflateError
-except ImportError:  # pragma: no cover - isal is a dependency; zlib where it will not install
+except ImportError:  # pragma: no cover - machines without isal wheels (pyproject.toml)
     _inflate, _InflateError = zlib.decompress, zlib.error
 
 DEFLATE, SHUFFLE = 1, 2  # HDF5 filter ids (H5Z_FILTER_DEFLATE, H5Z_FILTER_SHUFFLE)
