@@ -264,3 +264,11 @@ def test_a_damaged_chunk_is_an_error_naming_the_file(tmp_path):
     with pytest.raises(InputError, match=rf"^{path}: variable 'a' \[0:11, 0:9, 0:14\] "
                                          "cannot be read .*damaged"):
         arr._get(KEYS[0])
+
+
+def test_zlib_fallback_gives_the_same_values(variants, monkeypatch):
+    """Where isal has no wheel the stdlib's zlib inflates: same values."""
+    monkeypatch.setattr(h5chunks, "_inflate", zlib.decompress)
+    layout = direct_layouts(variants, ["i2_deep"])["i2_deep"]
+    got = H5ChunkArray(str(variants), "i2_deep", layout)._get(KEYS[1])
+    assert got.tobytes() == _netcdf4_raw(variants, "i2_deep", KEYS[1]).tobytes()
