@@ -217,7 +217,7 @@ def open_grib(path: Path) -> list[xr.Dataset]:
                             {"units": "degrees_east", "long_name": "longitude"})}
     parts = []
     for (level_type, _, expver, _, name), msgs in _groups(messages).items():
-        attrs = _header(path, msgs[0])
+        attrs = head if msgs[0] is first else _header(path, msgs[0])
         parts.append(_part(path, msgs, level_type, expver, name, (nj, ni), coords,
                            attrs, bool(head["jPointsAreConsecutive"])))
     return parts

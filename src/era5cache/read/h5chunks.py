@@ -88,10 +88,9 @@ class InflatedChunk:
     of steps at a time is never held twice, and its unshuffling is spread over the reads."""
 
     def __init__(self, data: bytes, layout: ChunkLayout, shuffled: bool):
-        n = int(np.prod(layout.chunks))
-        if len(data) != n * layout.dtype.itemsize:
+        if len(data) != layout.chunk_bytes:
             raise ValueError(f"a chunk inflates to {len(data)} bytes, not "
-                             f"{n * layout.dtype.itemsize}")
+                             f"{layout.chunk_bytes}")
         self.data, self.layout, self.shuffled = data, layout, shuffled
 
     @property
@@ -106,8 +105,7 @@ class InflatedChunk:
         rows = box[0]
         count = (rows.stop - rows.start) * inner
         if self.shuffled and k > 1:  # byte j of element i is at j * n + i
-            n = int(np.prod(layout.chunks))
-            planes = np.frombuffer(self.data, np.uint8).reshape(k, n)
+            planes = np.frombuffer(self.data, np.uint8).reshape(k, -1)
             out = np.empty((count, k), np.uint8)
             for j in range(k):
                 out[:, j] = planes[j, rows.start * inner:rows.start * inner + count]
@@ -178,13 +176,13 @@ class _OpenFile:
         if key in self.chunks:
             self.chunks.move_to_end(key)
             return self.chunks[key]
-        values = read_chunk(self.file[name], layout, origin)
-        if not whole and values is not None and values.nbytes <= self.budget:
-            while self.chunks and sum(v.nbytes for v in self.chunks.values()) \
-                    + values.nbytes > self.budget:
+        found = read_chunk(self.file[name], layout, origin)
+        if not whole and found is not None and found.nbytes <= self.budget:
+            while self.chunks and sum(c.nbytes for c in self.chunks.values()) \
+                    + found.nbytes > self.budget:
                 self.chunks.popitem(last=False)
-            self.chunks[key] = values
-        return values
+            self.chunks[key] = found
+        return found
 
     def close(self) -> None:
         self.chunks.clear()
