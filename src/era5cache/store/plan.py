@@ -129,7 +129,8 @@ def appended(regridded: xr.Dataset, inputs: Era5Inputs, base: Manifest, base_zar
                       _clean(regridded).isel(time=np.flatnonzero(keep_new))],
                      dim="time", data_vars="all", coords="minimal", compat="override",
                      join="override", combine_attrs="override")
-    data = data.isel(time=order).assign_coords(time=times)
+    # the new inputs' channel order (the cache's), not the published store's (sorted)
+    data = data[list(regridded.data_vars)].isel(time=order).assign_coords(time=times)
     data.attrs = dict(old.attrs)
     for v in data.data_vars:
         data[v].attrs = dict(old[v].attrs)

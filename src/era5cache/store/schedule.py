@@ -45,13 +45,16 @@ def write_zarr(plan: StorePlan, staging: Staging, cfg: PreprocessConfig, progres
 
     Chunks are written with zarr directly rather than by xarray region writes, which left a
     chunk unwritten now and then under CPU contention.
+
+    Every block is stacked in the order of ``feed.channels`` (the cache's channel axis),
+    whatever the order of ``plan.dataset``'s variables (a Zarr store lists them sorted).
     """
     import dask
     from distributed import KilledWorker
 
     path = staging.zarr
     ds = plan.dataset
-    channels = list(ds.data_vars)
+    channels = feed.channels  # the cache's channel order: each block is stacked in it
     client = cluster.get()
     # worker memory must not grow with the number of inputs; deep chunks decompressed once
     client.run(limit_open_files, *read_settings(cfg, inputs))
