@@ -14,7 +14,12 @@ reads only those channels' bytes.
 
 Windows never cross a gap in time nor the edge of their split. The array is read through
 ``numpy.memmap`` at ``/data``'s file offset, opened lazily in each process (the object
-pickles without its map, so ``fork`` and ``spawn`` workers each open their own).
+pickles without its map, so ``fork`` and ``spawn`` workers each open their own). Every map
+is of the file the dataset was created on (its device, inode, size and mtime,
+``file_id``): after a new publication of the cache, a dataset created before it (or its
+copy in a worker) either still reads the old file, which it mapped before, or raises
+:class:`~era5cache.errors.CacheError` saying the cache was replaced; never the new file
+under the old time index.
 ``__getitems__`` copies a whole batch out of the map in one call, normalising on the way
 (scale while copying, offset and NaN fill while a few windows are in the CPU cache; the fill
 only on channels whose split holds NaN, from ``/has_nan``), a few windows at a time shared
@@ -37,6 +42,7 @@ import torch
 
 from ..errors import CacheError
 from ..format.encoding import decode, decode_into
+from ..format.fileid import FileId, open_same
 from ..format.h5 import CacheInfo
 from ..format.layout import paths
 from ..format.manifest import read_manifest
@@ -77,7 +83,11 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         self.root = Path(root)
         manifest = read_manifest(self.root)
         _, self.path, _ = paths(self.root)
+        self.file_id = FileId.at(self.path)  # the file every later read must be
         self.info = info = CacheInfo.read(self.path)
+        if FileId.at(self.path) != self.file_id:  # published between the two
+            raise CacheError(f"{self.path}: the cache was replaced while it was being "
+                             "opened; open it again")
         problems = info.problems(manifest.shape, manifest.channels,
                                  manifest.h5.get("data_offset"), manifest.storage)
         if problems:
@@ -158,8 +168,9 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         """The whole ``/data`` array (time, channel, lat, lon), memory-mapped read-only, as
         stored (``info.storage``: float32, float16, or bfloat16 bits as uint16)."""
         if self._mm is None:
-            self._mm = np.memmap(self.path, dtype=self.info.dtype, mode="r",
-                                 offset=self.info.data_offset, shape=self.info.shape)
+            with open_same(self.path, self.file_id) as f:  # never a newer file
+                self._mm = np.memmap(f, dtype=self.info.dtype, mode="r",
+                                     offset=self.info.data_offset, shape=self.info.shape)
             self._advise()
         return self._mm
 
