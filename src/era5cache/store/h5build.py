@@ -146,7 +146,7 @@ def build_h5(zarr_path: Path, h5_path: Path, channels: list[str], axis: TimeAxis
 
     group = zarr.open_group(str(zarr_path), mode="r")
     arrays = [group[ch] for ch in channels]
-    times = _zarr_times(group)
+    times = zarr_times(group)
     rows = np.arange(times.size) if keep is None else np.flatnonzero(keep)
 
     def read_block(a: int, b: int) -> np.ndarray:
@@ -160,7 +160,8 @@ def build_h5(zarr_path: Path, h5_path: Path, channels: list[str], axis: TimeAxis
                     channel_attrs)
 
 
-def _zarr_times(group) -> np.ndarray:
+def zarr_times(group) -> np.ndarray:
+    """The ``time`` array of an era5cache Zarr group (a zarr Group), datetime64[s]."""
     t = group["time"]
     units = t.attrs.get("units", "")
     raw = t[:]
