@@ -186,6 +186,52 @@ def celsius(good: Path, case: Path):
     return [bad], bad
 
 
+def _t2m_value(value: float):
+    def make(good: Path, case: Path):
+        bad = _copy(good, case)
+
+        def poison(ds):
+            field = ds["t2m"][9]
+            field[10:12, 40:50] = value
+            ds["t2m"][9] = field
+
+        _edit(bad, poison)
+        return [bad], bad
+    return make
+
+
+def celsius_without_units(good: Path, case: Path):
+    bad = _copy(good, case)
+
+    def to_c(ds):
+        ds["t2m"][:] = ds["t2m"][:] - 273.15
+        ds["t2m"].delncattr("units")
+
+    _edit(bad, to_c)
+    return [bad], bad
+
+
+def time_without_units(good: Path, case: Path):
+    return [bad := _edit(_copy(good, case), lambda ds: ds["valid_time"].delncattr("units"))], bad
+
+
+def noleap_calendar(good: Path, case: Path):
+    return [bad := _edit(_copy(good, case),
+                         lambda ds: ds["valid_time"].setncattr("calendar", "noleap"))], bad
+
+
+def nan_latitude(good: Path, case: Path):
+    return [bad := _edit(_copy(good, case), lambda ds: ds["latitude"].__setitem__(7, np.nan))], bad
+
+
+def empty_training_period(good: Path, case: Path):
+    """A recipe whose training period holds none of the input's steps."""
+    case.mkdir(parents=True, exist_ok=True)
+    recipe = case / "recipe.yaml"
+    recipe.write_text("periods:\n  train: ['2018-01-01', '2018-12-31T18']\n")
+    return [good], recipe
+
+
 def other_month(good: Path, case: Path):
     """A good file of another period (so the run has work to do), for the disk-full cases;
     the message names the output folder (None)."""
@@ -303,6 +349,18 @@ CASES = (
     Case("infinite values", infinite_values, "infinite values"),
     Case("damaged compressed chunk", damaged_chunk, "cannot be read"),
     Case("unexpected units", celsius, "units"),
+    Case("undeclared fill value 1e30", _t2m_value(1e30),
+         "'t2m' holds 1e+30 K at 2019-01-03T06:00:00, outside ERA5's physical range"),
+    Case("GRIB's missing value 3.4e38 left in", _t2m_value(3.4e38),
+         "'t2m' holds 3.4e+38 K at 2019-01-03T06:00:00, outside ERA5's physical range"),
+    Case("degrees Celsius without units", celsius_without_units,
+         "variable 't2m' has no units attribute"),
+    Case("time without units", time_without_units,
+         "time coordinate 'valid_time' has no units attribute"),
+    Case("noleap calendar", noleap_calendar, "ERA5 uses the proleptic Gregorian calendar"),
+    Case("NaN in the latitudes", nan_latitude, "latitude coordinate 'latitude' holds nan"),
+    Case("training period without data", empty_training_period,
+         "periods.train [2018-01-01, 2018-12-31T18] holds none of the cache's 40 time steps"),
     Case("ensemble without member:", ensemble, "holds 3 ensemble members"),
     Case("levels that are not pressure", isentropic_levels, "not a pressure"),
     Case("truncated GRIB", truncated_grib, "truncated or damaged GRIB file"),

@@ -237,3 +237,37 @@ def test_pressure_levels_in_pa_whatever_the_name(sample_new, tmp_path):
     with pytest.raises(InputError, match=r"theta.nc: vertical coordinate 'level' is in 'K', "
                                          r"not a pressure"):
         open_file(theta)
+
+
+def _edited(src, dst, change):
+    shutil.copy(src, dst)
+    with netCDF4.Dataset(dst, "a") as ds:
+        change(ds)
+    return dst
+
+
+@pytest.mark.parametrize("name, change, message", [
+    ("no_time_units", lambda ds: ds["valid_time"].delncattr("units"),
+     "time coordinate 'valid_time' has no units attribute, not a time since a date"),
+    ("noleap", lambda ds: ds["valid_time"].setncattr("calendar", "noleap"),
+     "uses the 'noleap' calendar; ERA5 uses the proleptic Gregorian calendar"),
+    ("day360", lambda ds: ds["valid_time"].setncattr("calendar", "360_day"),
+     "uses the '360_day' calendar"),
+    ("nan_latitude", lambda ds: ds["latitude"].__setitem__(3, np.nan),
+     "latitude coordinate 'latitude' holds nan at index 3"),
+    ("lat_beyond_pole", lambda ds: ds["latitude"].__setitem__(0, 91.0),
+     "latitude coordinate 'latitude' holds 91, beyond the poles"),
+    ("nan_longitude", lambda ds: ds["longitude"].__setitem__(5, np.nan),
+     "longitude coordinate 'longitude' holds nan at index 5"),
+    ("no_units", lambda ds: ds["t2m"].delncattr("units"),
+     "variable 't2m' has no units attribute; ERA5 delivers it in 'K'"),
+])
+def test_coordinates_and_units_era5_never_has_are_errors(sample_new, tmp_path, name, change,
+                                                          message):
+    """Each of these once became a cache silently: a time axis of 1970-01-13 with a 6 s step,
+    two latitude rows changed, 273 K missing."""
+    bad = _edited(sample_new / "era5_single-levels_2019-01.nc", tmp_path / f"{name}.nc",
+                  change)
+    with pytest.raises(InputError) as info:
+        open_era5([bad], variables=["t2m"])
+    assert str(info.value).startswith(f"{bad}: ") and message in str(info.value)

@@ -92,3 +92,19 @@ def test_fingerprint_follows_inputs_and_output_settings(tmp_path):
     assert job_fingerprint(cfg.model_copy(update={"output": "elsewhere"}), None) == fp
     os.utime(f, (1, 1))
     assert job_fingerprint(cfg, None) != fp
+
+
+def test_a_training_period_without_data_is_refused_naming_the_recipe():
+    from era5cache.errors import ConfigError
+    from era5cache.store.plan import check_training_period
+    from era5cache.timeaxis import Period, Periods
+
+    times = _plan().times
+    inside = Periods(train=Period("2019-01-01T06", "2019-01-01T06"))
+    check_training_period(times, inside, "r.yaml")
+    check_training_period(times, Periods(), "r.yaml")  # no period: every step trains
+    with pytest.raises(ConfigError) as info:
+        check_training_period(times, Periods(train=Period("2018-01-01", "2018-12-31")),
+                              "r.yaml")
+    assert str(info.value).startswith("r.yaml: periods.train [2018-01-01, 2018-12-31] holds "
+                                      "none of the cache's 6 time steps (2019-01-01T00:00:00")

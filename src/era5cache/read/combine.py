@@ -18,7 +18,8 @@ from .blocks import TARGET_CHUNK_BYTES
 from .expver import FINAL, PRELIMINARY
 from .files import expand_inputs
 from .members import Member
-from .normalise import check_units, open_parts
+from .normalise import open_parts
+from .physical import check_units
 
 
 @dataclass(frozen=True)

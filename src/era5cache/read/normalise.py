@@ -48,26 +48,6 @@ def _find(ds: xr.Dataset, names: tuple[str, ...], units: tuple[str, ...] = ()) -
     return None
 
 
-# Units ERA5 delivers for the variables users most often take (CDS spellings and CF ones).
-EXPECTED_UNITS = {
-    **dict.fromkeys(("t2m", "sst", "t", "d2m", "skt", "stl1"), ("K", "kelvin", "Kelvin")),
-    "z": ("m**2 s**-2", "m2 s-2", "m^2/s^2", "m2/s2"),
-    **dict.fromkeys(("u", "v", "u10", "v10", "u100", "v100"), ("m s**-1", "m s-1", "m/s")),
-    **dict.fromkeys(("msl", "sp"), ("Pa",)),
-}
-
-
-def check_units(ds: xr.Dataset, path: Path) -> None:
-    """A known variable in unexpected units (say degC for t2m) is an error, not a silent
-    offset of 273.15 in the cache. Variables without a units attribute pass."""
-    for v in ds.data_vars:
-        units = ds[v].attrs.get("units")
-        want = EXPECTED_UNITS.get(v)
-        if units is not None and want is not None and str(units).strip() not in want:
-            raise InputError(f"{path}: variable {v!r} is in {units!r}, ERA5 delivers it in "
-                             f"{want[0]!r}; convert the file or drop the variable")
-
-
 def open_parts(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
                align_steps: int | None = None, max_block_bytes: int | None = None,
                member: Member = None) -> list[xr.Dataset]:
@@ -123,6 +103,7 @@ def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES
                    if v is None]
         raise InputError(f"{path}: no {'/'.join(missing)} dimension found "
                          f"(dims: {dict(raw.sizes)})")
+    check_coordinates(raw, path, tdim, lat, lon)
     level = _find(raw, LEVEL_NAMES, ("hPa", "millibars", "mbar", "Pa"))
     scalar_level = level is None and next(
         (n for n in LEVEL_NAMES if n in raw.coords and raw[n].ndim == 0), None)
@@ -203,6 +184,37 @@ def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES
         raw, [back.get(v, v) for v in data_vars], tdim) if shared else 0
     out.set_close(opened.close)
     return out
+
+
+def check_coordinates(raw: xr.Dataset, path: Path, time: str, lat: str, lon: str) -> None:
+    """:class:`InputError` naming the file when its coordinates cannot be ERA5's: a time
+    that did not decode to dates (no or unknown ``units``, a calendar other than ERA5's
+    proleptic Gregorian, a missing step), a latitude or longitude that is not finite, a
+    latitude beyond the poles."""
+    t = raw[time]
+    if t.dtype.kind != "M":
+        calendar = t.encoding.get("calendar") or t.attrs.get("calendar")
+        if t.dtype == object and calendar:  # decoded to cftime dates
+            raise InputError(f"{path}: time coordinate {time!r} uses the {calendar!r} "
+                             "calendar; ERA5 uses the proleptic Gregorian calendar (a model's "
+                             "output, or a file converted wrongly?)")
+        units = t.attrs.get("units")
+        why = "has no units attribute" if units is None else f"has units {units!r}"
+        raise InputError(f"{path}: time coordinate {time!r} {why}, not a time since a date "
+                         "(ERA5: 'hours since 1900-01-01' or 'seconds since 1970-01-01'); "
+                         "cannot tell when its steps are")
+    if np.isnat(t.values).any():
+        raise InputError(f"{path}: time coordinate {time!r} has a missing value at index "
+                         f"{int(np.argmax(np.isnat(t.values)))}")
+    for name, what, limit in ((lat, "latitude", 90.0), (lon, "longitude", None)):
+        values = np.asarray(raw[name].values, dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise InputError(f"{path}: {what} coordinate {name!r} holds {values[bad][0]} at "
+                             f"index {int(np.argmax(bad))}")
+        if limit is not None and (np.abs(values) > limit + 1e-6).any():
+            raise InputError(f"{path}: {what} coordinate {name!r} holds "
+                             f"{values[np.abs(values) > limit + 1e-6][0]:g}, beyond the poles")
 
 
 # units of a pressure coordinate per hPa (CF / UDUNITS spellings; no units: hPa, as the CDS)

@@ -9,7 +9,10 @@ import xarray as xr
 
 from ..grid import TARGET_LAT, TARGET_LON
 from .conservative import ConservativeRegridder, InfiniteValueError
-from .quality import NonFiniteValueError, infinite_steps
+from .quality import NonFiniteValueError, OutOfRangeError, infinite_steps, outside_steps
+
+# (low, high, units) of a variable's physical values (era5cache.read.physical.Quantity)
+Bounds = tuple[float, float, str]
 
 
 def target_coords() -> dict[str, xr.DataArray]:
@@ -25,8 +28,16 @@ def target_coords() -> dict[str, xr.DataArray]:
 
 
 def _regrid_block(block: np.ndarray, regridder: ConservativeRegridder, threshold: float,
-                  name: str, time_axis: int | None, block_info=None) -> np.ndarray:
-    """Regrid one block; raise :class:`NonFiniteValueError` if it holds +-inf."""
+                  name: str, time_axis: int | None, bounds: Bounds | None,
+                  block_info=None) -> np.ndarray:
+    """Regrid one block; raise :class:`NonFiniteValueError` if it holds +-inf,
+    :class:`OutOfRangeError` if it holds a finite value outside ``bounds``."""
+    start = (block_info[0]["array-location"][time_axis][0]
+             if block_info and time_axis is not None else 0)
+    if bounds is not None and time_axis is not None:
+        outside = outside_steps(block, bounds[0], bounds[1], time_axis)
+        if outside is not None:
+            raise _outside_error(block, outside, name, start, time_axis, bounds)
     try:
         return regridder(block, threshold=threshold)
     except InfiniteValueError as exc:
@@ -35,21 +46,35 @@ def _regrid_block(block: np.ndarray, regridder: ConservativeRegridder, threshold
         # the step the regridder refused (an inf in a row it reads), not merely the first
         # step holding an inf anywhere (rows beyond 80 degrees are not read)
         first = int(np.unravel_index(exc.step, block.shape[:-2])[time_axis])
-        start = block_info[0]["array-location"][time_axis][0] if block_info else 0
         count = int(infinite_steps(block, time_axis).sum())
         raise NonFiniteValueError(name, start + first, count) from None
 
 
+def _outside_error(block: np.ndarray, outside: np.ndarray, name: str, start: int,
+                   time_axis: int, bounds: Bounds) -> ValueError:
+    """The error for the first step of ``block`` that ``outside`` marks."""
+    first = int(np.argmax(outside))
+    step = np.take(block, first, axis=time_axis)
+    with np.errstate(invalid="ignore"):
+        value = float(step[(step < bounds[0]) | (step > bounds[1])].flat[0])
+    if np.isinf(value):
+        return NonFiniteValueError(name, start + first, int(infinite_steps(block,
+                                                                           time_axis).sum()))
+    return OutOfRangeError(name, start + first, value, *bounds)
+
+
 def regrid_dataarray(da: xr.DataArray, regridder: ConservativeRegridder,
-                     threshold: float = 0.5) -> xr.DataArray:
+                     threshold: float = 0.5, bounds: Bounds | None = None) -> xr.DataArray:
     """Regrid ``da`` (..., lat, lon) lazily, one task per input chunk; keeps attrs.
 
-    Infinite source values raise :class:`era5cache.regrid.quality.NonFiniteValueError` when the
-    block is computed (its ``first`` indexes ``da``'s time axis).
+    Infinite source values raise :class:`era5cache.regrid.quality.NonFiniteValueError`, a
+    finite one outside ``bounds`` (low, high, units) raises
+    :class:`era5cache.regrid.quality.OutOfRangeError`, when the block is computed (their
+    ``first`` indexes ``da``'s time axis).
     """
     da = da.transpose(..., "lat", "lon")
     time_axis = da.get_axis_num("time") if "time" in da.dims else None
-    args = (regridder, threshold, str(da.name), time_axis)
+    args = (regridder, threshold, str(da.name), time_axis, bounds)
     if isinstance(da.data, np.ndarray):
         data = _regrid_block(da.data, *args)
     else:
@@ -64,11 +89,14 @@ def regrid_dataarray(da: xr.DataArray, regridder: ConservativeRegridder,
 
 def regrid_dataset(ds: xr.Dataset, regridder: ConservativeRegridder,
                    thresholds: Mapping[str, float] | None = None,
-                   default_threshold: float = 0.5) -> xr.Dataset:
-    """Regrid every data variable; ``thresholds`` maps names to valid-share thresholds."""
-    thresholds = thresholds or {}
+                   default_threshold: float = 0.5,
+                   bounds: Mapping[str, Bounds] | None = None) -> xr.Dataset:
+    """Regrid every data variable; ``thresholds`` maps names to valid-share thresholds,
+    ``bounds`` to physical ranges (none: not checked)."""
+    thresholds, bounds = thresholds or {}, bounds or {}
     out = xr.Dataset(
-        {v: regrid_dataarray(ds[v], regridder, thresholds.get(v, default_threshold))
+        {v: regrid_dataarray(ds[v], regridder, thresholds.get(v, default_threshold),
+                             bounds.get(v))
          for v in ds.data_vars},
         attrs=ds.attrs,
     )

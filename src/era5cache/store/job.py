@@ -27,6 +27,7 @@ from ..format.checksum import BackgroundHashes
 from ..format.h5 import encode_cache
 from ..format.layout import H5_NAME, ZARR_NAME
 from ..format.manifest import atomic_write_json, fsync_path
+from ..read.physical import quantity
 from ..regrid.adapter import regrid_dataset
 from ..timeaxis import analyse
 from .cluster import BackgroundClient
@@ -35,7 +36,7 @@ from .h5build import ChunkFeed, H5Builder, build_h5
 from .identity import job_fingerprint, published_base, up_to_date
 from .inputs import open_inputs
 from .lock import exclusive_writer
-from .plan import appended, fresh
+from .plan import appended, check_training_period, fresh
 from .record import all_nan_policy, build_manifest
 from .schedule import write_zarr
 from .staging import STAGING_NAME, Staging, discard, publish
@@ -137,6 +138,7 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         regridded = _regridded(ds, regridder, cfg)
         plan = (appended(regridded, inputs, base, out / ZARR_NAME, cfg.chunk_steps)
                   if base else fresh(regridded, inputs, cfg.chunk_steps))
+        check_training_period(plan.times, cfg.periods, cfg.source or "command line")
         inputs.close()  # no netCDF handle in this process while the client runs
         staging = Staging.begin(out, fingerprint)
         resumed = len(staging.done)
@@ -193,9 +195,13 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
 
 
 def _regridded(ds: xr.Dataset, regridder, cfg: PreprocessConfig) -> xr.Dataset:
-    """``ds`` regridded lazily, with the CF attributes the store carries."""
+    """``ds`` regridded lazily, with the CF attributes the store carries; a known variable's
+    values outside its physical range (:mod:`era5cache.read.physical`) fail the block."""
     channels = list(ds.data_vars)
-    regridded = regrid_dataset(ds, regridder, {c: cfg.threshold(c) for c in channels})
+    known = {c: quantity(c) for c in channels}
+    bounds = {c: (q.low, q.high, q.units[0]) for c, q in known.items() if q is not None}
+    regridded = regrid_dataset(ds, regridder, {c: cfg.threshold(c) for c in channels},
+                               bounds=bounds)
     for c in channels:
         regridded[c].attrs = {k: v for k, v in ds[c].attrs.items()
                               if k in ("units", "long_name", "standard_name")}

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..format.manifest import Manifest
 from ..read.combine import Era5Inputs
 from ..read.expver import FINAL, PRELIMINARY
-from ..timeaxis import TimeAxis, analyse, format_step
+from ..timeaxis import Periods, TimeAxis, analyse, format_step
 
 
 @dataclass(frozen=True)
@@ -146,3 +146,16 @@ def appended(regridded: xr.Dataset, inputs: Era5Inputs, base: Manifest, base_zar
         source=source_all[order], new_index=new_idx_all[order], reuse=reuse, axis=axis,
         chunk_steps=chunk_steps, replaced=int((in_old & keep_new).sum()),
         kept_final=int(drop_new.sum()))
+
+
+def check_training_period(times: np.ndarray, periods: Periods, where: str) -> None:
+    """:class:`ConfigError` naming the recipe (``where``) when the training period holds none
+    of the cache's ``times``: its statistics, which every reader normalises with, would be
+    undefined."""
+    if times.size and periods.mask("train", times).any():
+        return
+    p = periods.train
+    span = f"{times[0]} .. {times[-1]}" if times.size else "none"
+    raise ConfigError(f"{where}: periods.train [{p.start}, {p.end}] holds none of the "
+                      f"cache's {times.size} time steps ({span}); the normalisation "
+                      "statistics come from it: set it within the data")

@@ -12,7 +12,7 @@ from ..config.recipe import PreprocessConfig
 from ..errors import InputError, ResourceError
 from ..grid import NLAT, NLON
 from ..read.combine import Era5Inputs
-from ..regrid.quality import NonFiniteValueError
+from ..regrid.quality import BadValueError
 from .cluster import BackgroundClient
 from .faults import kill_point
 from .forkserver import limit_open_files
@@ -105,12 +105,11 @@ def write_zarr(plan: StorePlan, staging: Staging, cfg: PreprocessConfig, progres
             builder.check()
             bar.update(1)
             kill_point(f"chunks:{len(staging.done)}")
-    except NonFiniteValueError as exc:
+    except BadValueError as exc:
         i = int(exc.first)
         when = inputs.dataset["time"].values[i].astype("datetime64[s]")
-        raise InputError(f"{inputs.source[i]}: {exc.variable!r} holds infinite values at "
-                         f"{when} (ERA5 marks missing values with NaN; the file is "
-                         "corrupt)") from exc
+        raise InputError(f"{inputs.source[i]}: {exc.variable!r} {exc.problem} at {when}"
+                         f"{exc.hint}") from exc
     except KilledWorker as exc:
         raise ResourceError(
             f"{staging.out}: Dask workers died repeatedly (memory limit "

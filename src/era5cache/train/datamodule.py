@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from ..config.sizes import memory_bytes
 from ..config.trainer import TrainConfig
+from ..errors import ConfigError
 from ..serve.dataset import CachedERA5Dataset
 from ..serve.memory import available_memory
 from ..serve.resident import resident_bytes, shard_windows
@@ -79,8 +80,15 @@ class ERA5DataModule(L.LightningDataModule):
         self.splits = {s: CachedERA5Dataset(cfg.data, split=s, **kw)
                        for s in ("train", "val", "test")}
         self.train_ds = self.splits["train"]
-        if len(self.train_ds) == 0:
-            raise ValueError(f"{cfg.data}: no training windows (period too short?)")
+        n, span = len(self.train_ds), cfg.model.seq_len + cfg.lead
+        if n == 0:
+            raise ConfigError(f"{cfg.data}: the training period holds no window of "
+                              f"{span} consecutive steps (seq_len {cfg.model.seq_len} + lead "
+                              f"{cfg.lead}); the cache or its training period is too short")
+        if cfg.trainer.batch_size > n:  # the last partial batch is dropped: no step at all
+            raise ConfigError(f"{cfg.data}: batch size {cfg.trainer.batch_size} is more than "
+                              f"the training split's {n} windows, so no training step would "
+                              f"run; use --batch-size {n} or less")
         self.mode, self.mode_reason = self._choose_mode()
         if self.mode == "blocks":  # windows' pages reclaimed before those read ahead
             for ds in self.splits.values():

@@ -34,7 +34,7 @@ def _precision(cfg: TrainConfig) -> str:
 
 def build(cfg: TrainConfig):
     """(datamodule, module, trainer, monitor) for ``cfg``."""
-    L.seed_everything(cfg.trainer.seed, workers=True)
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     dm = ERA5DataModule(cfg)
     if rank_zero_only.rank == 0:
         print(f"data: {dm.mode} ({dm.mode_reason})", flush=True)
