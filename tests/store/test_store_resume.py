@@ -111,10 +111,8 @@ def test_killed_again_and_again_then_identical(inputs, reference, tmp_path):
     assert not (out / ".staging").exists()
 
 
-def test_killed_from_outside_while_writing_chunks(inputs, reference, tmp_path):
-    """An external SIGKILL of the whole job while chunks are being written."""
-    out = tmp_path / "cache"
-    p = _run_killed(_args(inputs, out))
+def _wait_for_chunks(p: subprocess.Popen, out: Path, n: int) -> None:
+    """Until the job has journalled ``n`` chunks (it must still be running then)."""
     progress = out / ".staging" / "progress.json"
     deadline = time.monotonic() + 120
     done: list[int] = []
@@ -123,11 +121,44 @@ def test_killed_from_outside_while_writing_chunks(inputs, reference, tmp_path):
             done = json.loads(progress.read_text())["chunks_done"]
         except (FileNotFoundError, json.JSONDecodeError, KeyError):
             done = []
-        if len(done) >= 3:
+        if len(done) >= n:
             break
         time.sleep(0.02)
     assert p.poll() is None, "the job finished before it could be killed"
+
+
+def test_killed_from_outside_while_writing_chunks(inputs, reference, tmp_path):
+    """An external SIGKILL of the whole job while chunks are being written."""
+    out = tmp_path / "cache"
+    p = _run_killed(_args(inputs, out))
+    _wait_for_chunks(p, out, 3)
     _kill_group(p)
+    r = cli(*_args(inputs, out))
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["chunks"]["resumed"] >= 3
+    _same_outputs(m, reference)
+
+
+def test_ctrl_c_is_one_line_and_exit_130_then_the_rerun_resumes(inputs, reference, tmp_path):
+    """Ctrl-C signals the terminal's whole foreground process group, Dask workers included:
+    one line, exit 130, no worker left behind, and the rerun keeps the finished chunks."""
+    out = tmp_path / "cache"
+    p = _run_killed(_args(inputs, out))
+    _wait_for_chunks(p, out, 3)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err.splitlines() == ["era5cache preprocess: interrupted"], err
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the workers end with the job
+        try:
+            os.killpg(p.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        _kill_group(p)
+        raise AssertionError("processes of the interrupted job are still running")
     r = cli(*_args(inputs, out))
     assert r.returncode == 0, r.stderr
     m = json.loads((out / "manifest.json").read_text())

@@ -19,6 +19,9 @@ def add(sub) -> None:
     pp.add_argument("--scheduler", help="address of a running Dask scheduler")
     pp.add_argument("--workers", type=int, help="worker processes of the local cluster")
     pp.add_argument("--memory-limit", help="memory limit per local worker, e.g. 2GiB")
+    pp.add_argument("--dashboard", nargs="?", const="127.0.0.1:8787", metavar="ADDRESS",
+                    help="serve Dask's dashboard of the local cluster (default address "
+                         "127.0.0.1:8787; needs bokeh)")
     pp.add_argument("--chunk-steps", type=int)
     pp.add_argument("--append", action="store_true",
                     help="extend the published cache with these inputs (new months; final "
@@ -62,7 +65,8 @@ def run(args) -> int:
         cfg, inputs=tuple(args.input) if args.input else None, output=args.output,
         variables=args.variables, chunk_steps=args.chunk_steps,
         all_nan_steps=args.all_nan_steps, dask_scheduler=args.scheduler,
-        dask_workers=args.workers, dask_memory_limit=args.memory_limit)
+        dask_workers=args.workers, dask_memory_limit=args.memory_limit,
+        dask_dashboard=args.dashboard)
     from ..store.cluster import BackgroundClient
 
     cluster = BackgroundClient(cfg)  # boots while the job's modules are imported

@@ -20,9 +20,10 @@ M = TypeVar("M", bound="BaseModel")
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file; :class:`ConfigError` naming the file otherwise."""
+    """The top-level mapping of a YAML file (UTF-8, or UTF-16 with its byte-order mark, as
+    YAML allows); :class:`ConfigError` naming the file otherwise."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(_yaml_text(path.read_bytes(), path)) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: no such configuration file") from exc
     except IsADirectoryError as exc:
@@ -32,6 +33,17 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return dict(data)
+
+
+def _yaml_text(raw: bytes, path: Path) -> str:
+    """The text of a YAML file: UTF-16 where it starts with that byte-order mark, else UTF-8
+    (with or without a mark)."""
+    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not {encoding.upper().replace('-SIG', '')} text (byte "
+                          f"{exc.start}); save the recipe as UTF-8") from None
 
 
 def validate(model: type[M], data: dict[str, Any], where: str) -> M:

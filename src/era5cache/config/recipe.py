@@ -27,18 +27,23 @@ from .sample import SampleSpec
 from .sizes import DEFAULT_MEMORY_LIMIT, checked_size
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
+# a Zarr time chunk of one channel is chunk_steps x 80 x 180 float32: at most 2 GiB
+MAX_CHUNK_STEPS = 2**31 // (80 * 180 * 4)
 _FROZEN = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
 class DaskSettings(BaseModel):
     """``scheduler``: address of a running scheduler, or None for a LocalCluster of
-    ``workers`` processes (None: one per core) with ``memory_limit`` each."""
+    ``workers`` processes (None: one per core) with ``memory_limit`` each. ``dashboard``:
+    where the local cluster serves Dask's dashboard (``host:port``); None serves none (its
+    scheduler's HTTP endpoints then take a free port on 127.0.0.1)."""
 
     model_config = _FROZEN
 
     scheduler: str | None = None
     workers: PositiveInt | None = None
     memory_limit: str | int = DEFAULT_MEMORY_LIMIT
+    dashboard: str | None = None
 
     @field_validator("memory_limit")
     @classmethod
@@ -52,8 +57,9 @@ class PreprocessConfig(BaseModel):
     ``variables``: channel names ('sst', 't2m', 'z500'); None keeps every variable of the
     inputs, one channel per pressure level. ``valid_share``: per-channel minimum valid share of
     a target cell's area (see README), ``default`` for the rest. ``chunk_steps``: time steps
-    per Zarr chunk (and per unit of work). ``member``: which member of an ensemble input (an
-    index from 0, or ``mean``; None refuses ensembles). ``dtype``: how the HDF5 cache stores
+    per Zarr chunk (and per unit of work), at most :data:`MAX_CHUNK_STEPS` (a 2 GiB chunk).
+    ``member``: which member of an ensemble input (an index from 0, or ``mean``; None
+    refuses ensembles). ``dtype``: how the HDF5 cache stores
     values (``float32`` physical; ``float16``/``bfloat16`` normalised, half the bytes; see
     :mod:`era5cache.format.encoding`). ``source``: the recipe file.
     """
@@ -64,7 +70,7 @@ class PreprocessConfig(BaseModel):
     output: str = "data/cache"
     variables: tuple[str, ...] | None = None
     valid_share: dict[str, Share] = Field(default_factory=lambda: {"default": 0.5})
-    chunk_steps: PositiveInt = 120
+    chunk_steps: Annotated[int, Field(gt=0, le=MAX_CHUNK_STEPS)] = 120
     periods: Periods = Field(default_factory=Periods)
     dask: DaskSettings = Field(default_factory=DaskSettings)
     hash_inputs: bool = True
@@ -73,6 +79,14 @@ class PreprocessConfig(BaseModel):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     sample: SampleSpec | None = None
     source: str | None = None
+
+    @field_validator("variables")
+    @classmethod
+    def _some(cls, v):
+        if v is not None and not v:
+            raise ValueError("no channel named; give some (e.g. sst,t2m,z500) or leave it out "
+                             "for every variable of the inputs")
+        return v
 
     @field_validator("inputs", mode="before")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import CacheError
 from ..timeaxis import format_step
 from .layout import H5_NAME, ZARR_NAME
 from .manifest import read_manifest
@@ -24,8 +25,14 @@ def _human(n: float) -> str:
 
 
 def inspect_cache(root: str | Path) -> str:
+    """The summary; :class:`CacheError` when the manifest is unreadable or an output it
+    lists is missing."""
     root = Path(root)
     m = read_manifest(root)
+    for name in (H5_NAME, ZARR_NAME):
+        if not (root / name).exists():
+            raise CacheError(f"{root / name}: missing, though the manifest lists it; the cache "
+                             "is damaged (era5cache verify; rebuild it)")
     t = m.time
     lines = [
         f"cache       {root}",

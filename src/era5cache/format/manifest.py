@@ -157,6 +157,11 @@ def read_manifest(root: str | Path) -> Manifest:
                          "(run `era5cache preprocess`)") from exc
     except json.JSONDecodeError as exc:
         raise CacheError(f"{path}: not valid JSON ({exc})") from exc
+    except UnicodeDecodeError:
+        raise CacheError(f"{path}: not an era5cache manifest (binary, not JSON text); the "
+                         "cache is damaged, rebuild it") from None
+    except OSError as exc:
+        raise CacheError(f"{path}: cannot read the manifest ({exc.strerror})") from exc
     if not isinstance(data, dict):
         raise CacheError(f"{path}: not an era5cache manifest (not a JSON object)")
     if data.get("complete") is not True:

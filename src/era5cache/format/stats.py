@@ -7,6 +7,7 @@ Two accumulators over disjoint data merge exactly (:meth:`Moments.merge`).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,8 @@ class Moments:
             return
         if self.shift is None:
             axes = (0,) + tuple(range(2, x.ndim))
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a channel of NaN only
                 shift = (np.nanmean(x, axis=axes, dtype=np.float64) if np.isfinite(x).any()
                          else np.zeros(x.shape[1]))
             self.shift = np.nan_to_num(shift)

@@ -47,9 +47,11 @@ def all_channels(ds: xr.Dataset) -> list[str]:
     return out
 
 
-def select_channels(ds: xr.Dataset, channels: list[str] | tuple[str, ...], where: str = "inputs"
-                    ) -> xr.Dataset:
-    """One (time, lat, lon) variable per channel: 'sst' or variable + level in hPa ('z500')."""
+def select_channels(ds: xr.Dataset, channels: list[str] | tuple[str, ...], where: str = "inputs",
+                    available: tuple[str, ...] | list[str] = ()) -> xr.Dataset:
+    """One (time, lat, lon) variable per channel: 'sst' or variable + level in hPa ('z500').
+    A channel ``ds`` lacks is an :class:`InputError` naming ``where`` and listing
+    ``available`` (what the files hold; default: ``ds``'s channels)."""
     out = {}
     for ch in channels:
         if ch in ds.data_vars and "level" not in ds[ch].dims:
@@ -66,5 +68,5 @@ def select_channels(ds: xr.Dataset, channels: list[str] | tuple[str, ...], where
             out[ch] = da
             continue
         raise InputError(f"{where}: requested variable {ch!r} is not in the inputs "
-                         f"(available: {', '.join(all_channels(ds))})")
+                         f"(available: {', '.join(available or all_channels(ds))})")
     return xr.Dataset(out, attrs=ds.attrs)

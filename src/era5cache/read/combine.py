@@ -15,6 +15,7 @@ from ..errors import InputError
 from ..grid import SourceGrid
 from ..timeaxis import TimeAxis, analyse
 from .blocks import TARGET_CHUNK_BYTES
+from .channels import all_channels
 from .expver import FINAL, PRELIMINARY
 from .files import expand_inputs
 from .members import Member
@@ -36,6 +37,7 @@ class Era5Inputs:
     dropped_duplicates: int
     closers: tuple = ()
     chunk_cache: tuple[int, Path | None] = (0, None)  # largest disk_chunk_bytes, its file
+    available: tuple[str, ...] = ()  # every channel the files hold, requested or not
 
     def close(self) -> None:
         """Close every file handle held in this process (lazy reads re-open on demand).
@@ -77,8 +79,10 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
     files = expand_inputs([str(p) for p in paths], extract_dir)
     opened: list[tuple[Path, xr.Dataset]] = []
     grid: tuple[Path, SourceGrid] | None = None
+    available: dict[str, None] = {}  # (an ordered set)
     for f in files:
         for ds in open_parts(f, chunk_bytes, align_steps, max_block_bytes, member):
+            available.update(dict.fromkeys(all_channels(ds)))
             if variables is not None:
                 keep = [v for v in ds.data_vars if v in variables]
                 if not keep:
@@ -100,7 +104,8 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
     biggest = max(per_file, key=per_file.get) if per_file else None
     if not opened:
         raise InputError(f"{files[0] if files else paths}: none of the inputs holds "
-                         f"the requested variables {variables}")
+                         f"the requested variables {', '.join(variables)} (they hold: "
+                         f"{', '.join(available) or 'nothing'})")
     groups: dict[tuple[str, ...], list[tuple[Path, xr.Dataset]]] = {}
     for f, ds in opened:
         groups.setdefault(tuple(sorted(ds.data_vars)), []).append((f, ds))
@@ -140,6 +145,7 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
         dropped_duplicates=dropped,
         closers=closers,
         chunk_cache=(per_file[biggest], biggest) if biggest is not None else (0, None),
+        available=tuple(available),
     )
 
 

@@ -155,6 +155,10 @@ def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES
     ds = ds.drop_vars(extra)
     # Normalise coordinate order: lat ascending, lon in [0, 360) ascending, time ascending.
     lon_vals = np.mod(ds["lon"].values.astype(np.float64), 360.0)
+    repeated = _repeated_longitudes(lon_vals, path)
+    if repeated.size:  # a cyclic column (0 and 360), as CDO and NCL write: dropped
+        kept = np.setdiff1d(np.arange(lon_vals.size), repeated)
+        ds, lon_vals = ds.isel(lon=kept), lon_vals[kept]
     ds = ds.assign_coords(lon=lon_vals, lat=ds["lat"].values.astype(np.float64))
     ds = ds.isel(lat=_sorter(ds["lat"].values), lon=_sorter(lon_vals))
     if not np.all(np.diff(ds["time"].values) > np.timedelta64(0)):
@@ -215,6 +219,19 @@ def check_coordinates(raw: xr.Dataset, path: Path, time: str, lat: str, lon: str
         if limit is not None and (np.abs(values) > limit + 1e-6).any():
             raise InputError(f"{path}: {what} coordinate {name!r} holds "
                              f"{values[np.abs(values) > limit + 1e-6][0]:g}, beyond the poles")
+
+
+def _repeated_longitudes(lon: np.ndarray, path: Path) -> np.ndarray:
+    """Positions of columns that repeat an earlier one modulo 360 degrees: the last column of
+    a global grid that ends where it starts (0 and 360, a cyclic column). Any other repeated
+    longitude is an :class:`InputError`."""
+    _, first = np.unique(lon, return_index=True)
+    repeated = np.setdiff1d(np.arange(lon.size), first)
+    if repeated.size and not (repeated.size == 1 and repeated[0] == lon.size - 1
+                              and lon[-1] == lon[0]):
+        raise InputError(f"{path}: longitude {lon[repeated[0]]:g} appears twice (modulo 360); "
+                         "each column must be a different longitude")
+    return repeated
 
 
 # units of a pressure coordinate per hPa (CF / UDUNITS spellings; no units: hPa, as the CDS)

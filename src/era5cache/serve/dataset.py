@@ -95,6 +95,9 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         all_channels = list(info.channels)
         self.lat, self.lon = info.lat, info.lon
         channels = list(channels) if channels is not None else all_channels
+        if not channels:
+            raise ValueError(f"{self.path}: no channel selected (channels=[]); give some of "
+                             f"{all_channels}, or None for all")
         missing = [c for c in channels if c not in all_channels]
         if missing:
             raise ValueError(f"{self.path}: no channel(s) {missing}; has {all_channels}")

@@ -43,7 +43,12 @@ def dask_client(cfg: PreprocessConfig) -> Iterator:
                           "distributed.nanny.pre-spawn-environ":
                               worker_environ(cfg.dask.memory_limit)}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                         memory_limit=cfg.dask.memory_limit, dashboard_address=None,
+                         memory_limit=cfg.dask.memory_limit,
+                         dashboard_address=cfg.dask.dashboard,
+                         # without a dashboard the scheduler still serves HTTP (health,
+                         # metrics), on 8787 unless told: a free local port, no warning
+                         scheduler_kwargs=(None if cfg.dask.dashboard else
+                                           {"dashboard_address": "127.0.0.1:0"}),
                          silence_logs=_worker_log_level()) as cluster, \
             Client(cluster) as client:
         yield client

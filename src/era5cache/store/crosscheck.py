@@ -23,6 +23,7 @@ on machines without zarr import).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +125,8 @@ def _stats_problems(info: CacheInfo, data: np.ndarray, hpath: Path,
                      + info.mean[:, None, None].astype(np.float32))
         moments.add(block)
         if not exact:
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN step
                 step_means.append(np.nanmean(block, axis=(2, 3), dtype=np.float64))
     mean, std = moments.mean(), moments.std()
     if exact:
@@ -132,7 +134,8 @@ def _stats_problems(info: CacheInfo, data: np.ndarray, hpath: Path,
         std_tol = STD_RTOL * std + 1e-6 * np.abs(mean)
     else:
         m = np.concatenate(step_means)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             se = np.nanstd(m, axis=0) / np.sqrt(np.isfinite(m).sum(axis=0))
         mean_tol, std_tol = 6 * se + MEAN_RTOL * std, 0.25 * std
     if info.storage != "float32":  # recomputed from values rounded to 16 bits

@@ -9,13 +9,20 @@ garbage collection off; then everything they made is frozen out of the collector
 (:func:`gc.freeze`) and collection turned back on, so each worker's full collections skip
 objects that live as long as it does, and do not write to (and so copy) the pages it shares
 with the server. The server opens no file, so forking it is safe for HDF5/netCDF4.
+
+Workers ignore SIGINT: Ctrl-C in a terminal signals the whole foreground process group, the
+workers too, and each would print its own KeyboardInterrupt tracebacks. The job's process
+takes the interrupt alone and closes the cluster, which ends the workers. (The fork server
+restores, in each child, the handlers it found when its preload was done: this one.)
 """
 
 import atexit
 import gc
 import os
+import signal
 
 atexit.register(os._exit, 0)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 gc.disable()
 try:
     import dask.array  # noqa: F401

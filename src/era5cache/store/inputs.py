@@ -110,7 +110,8 @@ def open_inputs(cfg: PreprocessConfig, extract_dir: Path | None = None,
                        member=cfg.member)
     check_chunk_memory(cfg, inputs)
     channels = channels or tuple(all_channels(inputs.dataset))
-    ds = select_channels(inputs.dataset, channels, where=str(inputs.files[0]))
+    ds = select_channels(inputs.dataset, channels, where=str(inputs.files[0]),
+                         available=inputs.available)
     if inputs.axis.irregular:
         t = inputs.axis.irregular[0]
         i = int(np.searchsorted(inputs.dataset["time"].values.astype("datetime64[s]"), t))

@@ -22,7 +22,7 @@ import xarray as xr
 
 from .. import __version__
 from ..config.recipe import PreprocessConfig
-from ..errors import ResourceError
+from ..errors import ConfigError, ResourceError
 from ..format.checksum import BackgroundHashes
 from ..format.h5 import encode_cache
 from ..format.layout import H5_NAME, ZARR_NAME
@@ -79,8 +79,7 @@ def run(cfg: PreprocessConfig, progress: bool = True, append: bool = False,
 
 def _run_exclusive(cfg: PreprocessConfig, progress: bool, append: bool, force: bool,
                    cluster: BackgroundClient) -> JobResult:
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(Path(cfg.output))
     with exclusive_writer(out):
         publish(out)  # a publication that a crash interrupted is finished first
         try:
@@ -96,6 +95,19 @@ def _run_exclusive(cfg: PreprocessConfig, progress: bool, append: bool, force: b
                 f"{where}: out of disk space while writing the new cache ({reason}); the "
                 "published cache is unchanged; free space and run again (finished time "
                 "chunks are kept)") from exc
+
+
+def _output_folder(out: Path) -> Path:
+    """``out``, created if missing; :class:`ConfigError` when it is a file or cannot be
+    created."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: the output path is a file, not a folder (the cache is a "
+                          "folder; it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot create the output folder ({exc.strerror})") from exc
+    return out
 
 
 _DISK_FULL = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded",
@@ -159,6 +171,8 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         stats = builder.result()
         keep, skipped = all_nan_policy(plan, feed.all_nan, channels, cfg)
         times = plan.times[keep]
+        if skipped:  # the training period may have lost its steps
+            check_training_period(times, cfg.periods, cfg.source or "command line")
         axis = analyse(times, plan.axis.step)
         if not keep.all():  # the streamed file holds every step: build it again without
             stats = build_h5(staging.zarr, part, channels, axis, cfg.periods, cfg.chunk_steps,

@@ -25,7 +25,12 @@ def all_nan_policy(plan: StorePlan, flags: dict[str, np.ndarray], channels: list
                    cfg: PreprocessConfig) -> tuple[np.ndarray, list[dict]]:
     """(keep mask per Zarr step, records of skipped steps) from the all-NaN ``flags`` of
     each channel; :class:`InputError` under the default policy when any step of any channel
-    is all NaN."""
+    is all NaN, and under any policy when a channel is all NaN at every step."""
+    empty = [c for c in channels if flags[c].size and flags[c].all()]
+    if empty:
+        raise InputError(f"{plan.source[0]}: channel(s) {', '.join(empty)} hold no valid value "
+                         f"in any of the {plan.times.size} time steps; drop them from the "
+                         "variables")
     bad = np.zeros(plan.times.size, dtype=bool)
     for f in flags.values():
         bad |= f
