@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from ..config.trainer import TrainConfig
+from .checkpoint import check_resume
 from .datamodule import ERA5DataModule, device_kind
 from .module import ForecastModule
 from .monitor import FeedMonitor
@@ -32,12 +33,12 @@ def _precision(cfg: TrainConfig) -> str:
     return "bf16-mixed" if device_kind(cfg) == "cuda" else "32-true"
 
 
-def build(cfg: TrainConfig):
-    """(datamodule, module, trainer, monitor) for ``cfg``."""
+def build(cfg: TrainConfig, resume: str | None = None):
+    """(datamodule, module, trainer, monitor) for ``cfg``; ``resume``: a checkpoint to
+    continue from, checked against the module before the trainer exists
+    (:func:`.checkpoint.check_resume`)."""
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     dm = ERA5DataModule(cfg)
-    if rank_zero_only.rank == 0:
-        print(f"data: {dm.mode} ({dm.mode_reason})", flush=True)
     ds = dm.train_ds
     raw_stats = {k: v.tolist() for k, v in ds.stats.items()}
     channels, height, width = ds.frame_shape
@@ -48,6 +49,10 @@ def build(cfg: TrainConfig):
     # The model sees anomalies from the training climatology, which is also the
     # climatology baseline of the skill table (ForecastModule.climatology).
     module.model.input_offset.copy_(dm.climatology())
+    if resume:
+        check_resume(resume, module)
+    if rank_zero_only.rank == 0:
+        print(f"data: {dm.mode} ({dm.mode_reason})", flush=True)
     out = Path(cfg.trainer.out)
     has_val = len(dm.splits["val"]) > 0
     monitor = FeedMonitor()
@@ -72,7 +77,7 @@ def build(cfg: TrainConfig):
 
 def train(cfg: TrainConfig, resume: str | None = None) -> dict:
     """Train, evaluate, write plots and ``summary.json``; returns the summary."""
-    dm, module, trainer, monitor = build(cfg)
+    dm, module, trainer, monitor = build(cfg, resume)
     trainer.fit(module, datamodule=dm, ckpt_path=resume)
     if len(dm.splits["val"]):
         trainer.validate(module, datamodule=dm, verbose=False)
