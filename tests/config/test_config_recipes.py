@@ -31,6 +31,9 @@ def test_shipped_recipes_load_with_their_values():
 RECIPE_CASES = [
     ("chunk_steps: abc", "chunk_steps: Input should be a valid integer"),
     ("chunk_steps: 0", "chunk_steps: Input should be greater than 0"),
+    # a Zarr chunk of 5 PiB was allocated once
+    ("chunk_steps: 99999999999", "chunk_steps: Input should be less than or equal to 37282"),
+    ("variables: []", "variables: no channel named"),
     ("all_nan_steps: drop", "all_nan_steps: Input should be 'fail' or 'skip'"),
     ("valid_share: {sst: 1.5}", "valid_share.sst: Input should be less than or equal to 1"),
     ("variables: [sst]\nvalid_share: {t2m: 0.2}", "valid_share names ['t2m']"),
@@ -130,3 +133,18 @@ def test_cli_reports_a_bad_recipe_in_one_line_exit_2(tmp_path):
     r = run_cli("train", t, check=False)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert f"{t}: trainer.data_mode: Input should be" in r.stderr
+
+
+def test_recipes_in_utf16_are_read_and_other_bytes_refused(tmp_path):
+    """YAML may be UTF-16 with a byte-order mark (Windows editors save it so)."""
+    text = "variables: [t2m, sst]\nchunk_steps: 24\n"
+    for encoding in ("utf-16", "utf-16-be", "utf-8-sig"):
+        path = tmp_path / f"{encoding}.yaml"
+        bom = b"\xfe\xff" if encoding == "utf-16-be" else b""
+        path.write_bytes(bom + text.encode(encoding))
+        cfg = load_preprocess_config(path)
+        assert cfg.variables == ("t2m", "sst") and cfg.chunk_steps == 24, encoding
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("variables: [t2m]  # Temp\xe9rature\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml: not UTF-8 text \(byte 24\); save"):
+        load_preprocess_config(bad)

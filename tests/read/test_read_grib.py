@@ -277,3 +277,69 @@ def test_a_field_missing_from_the_hypercube(gribs, tmp_path):
         np.testing.assert_array_equal(ds["level"].values, [500.0, 850.0])
         assert np.abs(ds["z"].values[0, 1] - fields[0][::-1] * 50).max() <= \
             _quantum(fields[0] * 50)
+
+
+def test_variables_on_different_levels_keep_their_own(tmp_path):
+    """u on five levels and v on three in one file (xarray cannot align them on one level
+    axis): each keeps its own levels as channels, with the values a file per variable
+    gives."""
+    from era5cache.read.channels import select_channels
+
+    lat, lon = np.arange(90.0, -90.1, -2.0), np.arange(0.0, 360.0, 2.0)
+    times = np.datetime64("2020-01-01T00", "s") + np.arange(3) * np.timedelta64(6, "h")
+    rng = np.random.default_rng(1)
+    levels = {"u": (1000, 850, 700, 500, 250), "v": (850, 700, 500)}
+    fields = {name: [Field(name, lev, t, rng.normal(0, 10, (lat.size, lon.size)))
+                     for t in times for lev in levs] for name, levs in levels.items()}
+    both = write_grib(fields["u"] + fields["v"], lat, lon, tmp_path / "uv.grib", edition=1)
+    single = {n: write_grib(f, lat, lon, tmp_path / f"{n}.grib", edition=1)
+              for n, f in fields.items()}
+    inputs = open_era5([both])
+    assert sorted(inputs.available) == sorted(
+        f"{n}{lev}" for n, levs in levels.items() for lev in levs)
+    got = select_channels(inputs.dataset, ["v700", "u250", "u850"])
+    for ch, name, lev in (("v700", "v", 700), ("u250", "u", 250), ("u850", "u", 850)):
+        want = open_era5([single[name]]).dataset[name].sel(level=lev).values
+        np.testing.assert_array_equal(got[ch].values, want)
+        assert got[ch].attrs["units"] == "m s**-1"
+    with pytest.raises(InputError, match="requested variable 'v250' is not in the inputs"):
+        select_channels(inputs.dataset, ["v250"], available=inputs.available)
+
+
+def _relevel(src: Path, dst: Path, level_type: str, level: int, at: int = 1) -> Path:
+    """``src`` with its messages at level ``at`` (hPa) moved to ``level`` of ``level_type``."""
+    import eccodes
+
+    with open(src, "rb") as f, open(dst, "wb") as out:
+        while (h := eccodes.codes_grib_new_from_file(f)) is not None:
+            if eccodes.codes_get(h, "level") == at:
+                eccodes.codes_set(h, "typeOfLevel", level_type)
+                eccodes.codes_set(h, "level", level)
+            eccodes.codes_write(h, out)
+            eccodes.codes_release(h)
+    return dst
+
+
+def test_levels_in_pa_and_on_two_kinds_of_level(tmp_path):
+    """GRIB 2 writes pressures in Pa (``isobaricInPa``): whole hPa join the hPa axis, a
+    level below 1 hPa is refused; a variable on pressure and model levels is refused."""
+    lat, lon = np.arange(90.0, -90.1, -2.0), np.arange(0.0, 360.0, 2.0)
+    t0 = np.datetime64("2020-01-01T00", "s")
+    rng = np.random.default_rng(2)
+    fields = [Field("t", lev, t0 + k * np.timedelta64(6, "h"),
+                    rng.normal(250, 10, (lat.size, lon.size)))
+              for k in range(2) for lev in (500, 1)]
+    src = write_grib(fields, lat, lon, tmp_path / "t.grib2", edition=2)
+    whole = _relevel(src, tmp_path / "pa.grib2", "isobaricInPa", 30000)  # 1 hPa -> 300 hPa
+    ds = open_era5([whole]).dataset
+    assert ds["level"].values.tolist() == [300.0, 500.0]
+    np.testing.assert_array_equal(ds["t"].sel(level=300.0).values,
+                                  open_era5([src]).dataset["t"].sel(level=1.0).values)
+    below = _relevel(src, tmp_path / "below.grib2", "isobaricInPa", 50)
+    with pytest.raises(InputError, match=r"below\.grib2: pressure level 0\.5 hPa is not a "
+                                         r"whole number of hPa"):
+        open_era5([below])
+    two = _relevel(src, tmp_path / "two.grib2", "hybrid", 60)
+    with pytest.raises(InputError, match=r"two\.grib2: variable 't' comes on 2 kinds of "
+                                         r"level \(hybrid, isobaricInhPa\)"):
+        open_era5([two])

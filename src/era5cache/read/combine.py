@@ -132,6 +132,8 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
     expver = np.stack([p["expver"].values for p in parts])
     # A step is final only when every product has it final.
     ev = np.where((expver == FINAL).all(axis=0), FINAL, PRELIMINARY)
+    if len({tuple(p["level"].values) for p in parts if "level" in p.dims}) > 1:
+        parts = [levels_as_variables(p) for p in parts]
     merged = xr.merge([p.drop_vars("expver") for p in parts], join="exact",
                       combine_attrs="drop_conflicts")
     merged = merged.assign_coords(expver=("time", ev))
@@ -147,6 +149,24 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
         chunk_cache=(per_file[biggest], biggest) if biggest is not None else (0, None),
         available=tuple(available),
     )
+
+
+def levels_as_variables(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with each variable on pressure levels split into one variable per level, named
+    as its channel ('u850'), attributes kept: for products whose variables sit on different
+    levels (u on five, v on three), which cannot share one ``level`` dimension."""
+    if "level" not in ds.dims:
+        return ds
+    out = {}
+    for v in ds.data_vars:
+        if "level" not in ds[v].dims:
+            out[v] = ds[v]
+            continue
+        for lev in ds["level"].values:
+            da = ds[v].sel(level=lev).drop_vars("level")
+            da.attrs = dict(ds[v].attrs)
+            out[f"{v}{int(lev)}"] = da
+    return xr.Dataset(out, attrs=ds.attrs)
 
 
 def _listed(values) -> str:

@@ -40,6 +40,7 @@ from .gribfields import GribFieldArray, field_variable
 
 GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb1", ".grb2")
 PRESSURE_LEVEL_TYPES = ("isobaricInhPa",)
+PASCAL_LEVEL_TYPES = ("isobaricInPa",)  # GRIB 2's pressure levels below 1 hPa
 REGULAR = "regular_ll"
 
 
@@ -129,10 +130,13 @@ def _message(h, end: int) -> Message:
                                   "longitudeOfFirstGridPointInDegrees",
                                   "latitudeOfLastGridPointInDegrees",
                                   "longitudeOfLastGridPointInDegrees"))
+    level_type, level = str(get("typeOfLevel", "?")), float(get("level", 0))
+    if level_type in PASCAL_LEVEL_TYPES:  # pressures below 1 hPa, in Pa: one axis in hPa
+        level_type, level = PRESSURE_LEVEL_TYPES[0], level / 100.0
     return Message(offset=end - length, length=length, name=str(get("cfVarName", "unknown")),
                    param_id=int(get("paramId", 0)), grid_type=str(get("gridType", "?")),
-                   grid=grid, level_type=str(get("typeOfLevel", "?")),
-                   level=float(get("level", 0)), step_type=str(get("stepType", "instant")),
+                   grid=grid, level_type=level_type,
+                   level=level, step_type=str(get("stepType", "instant")),
                    valid=valid, number=int(get("number", 0) or 0),
                    expver=get("expver"))
 
@@ -215,12 +219,27 @@ def open_grib(path: Path) -> list[xr.Dataset]:
                            {"units": "degrees_north", "long_name": "latitude"}),
               "longitude": ("longitude", np.linspace(lon0, lon1, ni),
                             {"units": "degrees_east", "long_name": "longitude"})}
+    groups = _groups(messages)
+    _check_level_types(path, groups)
     parts = []
-    for (level_type, _, expver, _, name), msgs in _groups(messages).items():
+    for (level_type, _, expver, _, name), msgs in groups.items():
         attrs = head if msgs[0] is first else _header(path, msgs[0])
         parts.append(_part(path, msgs, level_type, expver, name, (nj, ni), coords,
                            attrs, bool(head["jPointsAreConsecutive"])))
     return parts
+
+
+def _check_level_types(path: Path, groups: dict[tuple, list[Message]]) -> None:
+    """:class:`InputError` for a variable on two kinds of level (pressure levels and model
+    levels, say), which cannot be one variable's channels."""
+    kinds: dict[str, set[str]] = {}
+    for level_type, _, _, _, name in groups:
+        kinds.setdefault(name, set()).add(level_type)
+    for name, types in kinds.items():
+        if len(types) > 1:
+            raise InputError(f"{path}: variable {name!r} comes on {len(types)} kinds of level "
+                             f"({', '.join(sorted(types))}); era5cache reads one kind a "
+                             "variable: split the file (grib_copy -w typeOfLevel=...)")
 
 
 def _part(path: Path, msgs: list[Message], level_type: str, expver: str | None, name: str,

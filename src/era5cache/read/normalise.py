@@ -165,6 +165,10 @@ def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES
         ds = ds.isel(time=np.argsort(ds["time"].values, kind="stable"))
     if "level" in ds.dims:  # in hPa, ascending (GRIB lists them from the ground up)
         hpa = ds["level"].values.astype(np.float64) / units_per_hpa
+        odd = hpa[(hpa < 1) | (np.abs(hpa - np.round(hpa)) > 1e-6)]
+        if odd.size:  # a channel is named by whole hPa ('z500'); ERA5's top level is 1 hPa
+            raise InputError(f"{path}: pressure level {odd[0]:g} hPa is not a whole number "
+                             "of hPa from 1 up (ERA5's levels are 1-1000 hPa)")
         ds = ds.assign_coords(level=hpa).isel(level=_sorter(hpa))
     out = xr.Dataset(attrs=dict(raw.attrs))
     for v in ds.data_vars:
