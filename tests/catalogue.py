@@ -3,8 +3,10 @@ against a published cache.
 
 Each case writes its bad input, runs ``era5cache preprocess`` on it with the cache's output
 folder, and expects a non-zero exit, exactly one line on stderr that names the offending file
-and the problem, and the published cache untouched (manifest checksums unchanged,
-``era5cache verify`` sound).
+and the problem, exit status 2, and the published cache untouched (manifest checksums
+unchanged, ``era5cache verify`` sound). :data:`COMMAND_CASES` do the same for other
+command-line mistakes (an output path that is a file, a damaged manifest, a training batch
+bigger than the data, a truncated checkpoint, ...).
 
 From the command line (``make catalogue``)::
 
@@ -232,6 +234,78 @@ def empty_training_period(good: Path, case: Path):
     return [good], recipe
 
 
+def symlink_loop(good: Path, case: Path):
+    case.mkdir(parents=True, exist_ok=True)
+    a, b = case / "era5_a.nc", case / "era5_b.nc"
+    a.symlink_to(b.name)
+    b.symlink_to(a.name)
+    return [good, a], a
+
+
+def empty_folder(good: Path, case: Path):
+    folder = case / "downloads"
+    folder.mkdir(parents=True, exist_ok=True)
+    return [folder], folder
+
+
+def glob_of_folders(good: Path, case: Path):
+    (case / "era5_2019-01.nc").mkdir(parents=True, exist_ok=True)  # a folder named like a file
+    pattern = case / "*.nc"
+    return [pattern], pattern
+
+
+def damaged_zip(good: Path, case: Path):
+    case.mkdir(parents=True, exist_ok=True)
+    bad = case / "download.zip"
+    bad.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    return [bad], bad
+
+
+def all_nan_channel(good: Path, case: Path):
+    bad = _copy(good, case)
+
+    def blank(ds):
+        ds["sst"][:] = np.full(ds["sst"].shape, np.nan, np.float32)
+
+    _edit(bad, blank)
+    return [bad], bad
+
+
+def _t_on_levels(case: Path, name: str, relevel: dict) -> Path:
+    """``t`` at 500 and 1 hPa as GRIB 2, the 1 hPa messages given other level keys."""
+    import eccodes
+
+    from era5cache.sample.grib import Field, write_grib
+
+    case.mkdir(parents=True, exist_ok=True)
+    lat, lon = np.arange(90.0, -90.1, -2.0), np.arange(0.0, 360.0, 2.0)
+    t0 = np.datetime64("2019-01-01T00", "s")
+    fields = [Field("t", lev, t0 + k * np.timedelta64(6, "h"), np.full((lat.size, lon.size),
+                                                                      250.0))
+              for k in range(2) for lev in (500, 1)]
+    src = write_grib(fields, lat, lon, case / "src.grib2", edition=2)
+    dst = case / name
+    with open(src, "rb") as f, open(dst, "wb") as out:
+        while (h := eccodes.codes_grib_new_from_file(f)) is not None:
+            if eccodes.codes_get(h, "level") == 1:
+                for k, v in relevel.items():
+                    eccodes.codes_set(h, k, v)
+            eccodes.codes_write(h, out)
+            eccodes.codes_release(h)
+    src.unlink()
+    return dst
+
+
+def grib_levels_below_1hpa(good: Path, case: Path):
+    bad = _t_on_levels(case, "era5_t_pa.grib2", {"typeOfLevel": "isobaricInPa", "level": 50})
+    return [bad], bad
+
+
+def grib_two_kinds_of_level(good: Path, case: Path):
+    bad = _t_on_levels(case, "era5_t_two.grib2", {"typeOfLevel": "hybrid", "level": 60})
+    return [bad], bad
+
+
 def other_month(good: Path, case: Path):
     """A good file of another period (so the run has work to do), for the disk-full cases;
     the message names the output folder (None)."""
@@ -359,6 +433,15 @@ CASES = (
          "time coordinate 'valid_time' has no units attribute"),
     Case("noleap calendar", noleap_calendar, "ERA5 uses the proleptic Gregorian calendar"),
     Case("NaN in the latitudes", nan_latitude, "latitude coordinate 'latitude' holds nan"),
+    Case("symbolic links in a loop", symlink_loop, "symbolic links in a loop"),
+    Case("empty folder", empty_folder, "folder holds no NetCDF, GRIB or ZIP file"),
+    Case("glob matching only folders", glob_of_folders, "matches only folders"),
+    Case("damaged ZIP archive", damaged_zip, "not a readable ZIP archive"),
+    Case("a channel all NaN", all_nan_channel, "channel(s) sst hold no valid value"),
+    Case("GRIB level below 1 hPa (in Pa)", grib_levels_below_1hpa,
+         "pressure level 0.5 hPa is not a whole number of hPa", extra=("--variables", "t500")),
+    Case("GRIB variable on two kinds of level", grib_two_kinds_of_level,
+         "variable 't' comes on 2 kinds of level", extra=("--variables", "t500")),
     Case("training period without data", empty_training_period,
          "periods.train [2018-01-01, 2018-12-31T18] holds none of the cache's 40 time steps"),
     Case("ensemble without member:", ensemble, "holds 3 ensemble members"),
@@ -398,8 +481,10 @@ class Outcome:
         if len(self.lines) != 1:
             out.append(f"{len(self.lines)} lines on stderr")
         line = self.lines[0] if self.lines else ""
-        if self.named.name not in line:
-            out.append(f"message does not name {self.named.name}")
+        if self.returncode != 2:
+            out.append(f"exit status {self.returncode}, not 2")
+        if str(self.named) not in line and self.named.name not in line:
+            out.append(f"message does not name {self.named}")
         if self.case.expect not in line:
             out.append(f"message lacks {self.case.expect!r}")
         if not self.checksums_unchanged:
@@ -407,6 +492,107 @@ class Outcome:
         if not self.verify_ok:
             out.append("verify fails")
         return out
+
+
+# Command-line cases beside bad inputs: each maker gets (good input, published cache, case
+# folder) and gives the arguments and what the one-line message must name.
+CommandMaker = Callable[[Path, Path, Path], tuple[list[str], str]]
+
+
+def output_is_a_file(good: Path, cache: Path, case: Path):
+    case.mkdir(parents=True, exist_ok=True)
+    (case / "cache").write_text("not a folder\n")
+    return job_args([good], case / "cache"), str(case / "cache")
+
+
+def no_variables(good: Path, cache: Path, case: Path):
+    args = job_args([good], cache)
+    args[args.index("--variables") + 1] = ""
+    return args, "command line"
+
+
+def _damaged_copy(cache: Path, case: Path, damage: Callable[[Path], None]) -> Path:
+    copy = case / "cache"
+    if not copy.exists():
+        shutil.copytree(cache, copy)
+        damage(copy)
+    return copy
+
+
+def _binary_manifest(copy: Path) -> None:
+    (copy / "manifest.json").write_bytes(bytes(range(200, 256)) * 8)
+
+
+def binary_manifest(command: str) -> CommandMaker:
+    def make(good: Path, cache: Path, case: Path):
+        copy = _damaged_copy(cache, case, _binary_manifest)
+        extra = ["--out", str(case / "run")] if command == "train" else []
+        return ([command, str(copy)] if command != "train"
+                else ["train", "--data", str(copy), *extra]), str(copy / "manifest.json")
+    return make
+
+
+def missing_hdf5(good: Path, cache: Path, case: Path):
+    copy = _damaged_copy(cache, case, lambda c: (c / "era5_2deg.h5").unlink())
+    return ["inspect", str(copy)], str(copy / "era5_2deg.h5")
+
+
+def batch_bigger_than_the_split(good: Path, cache: Path, case: Path):
+    return ["train", "--data", str(cache), "--batch-size", "100000", "--out",
+            str(case / "run")], str(cache)
+
+
+def cache_too_short_for_a_window(good: Path, cache: Path, case: Path):
+    case.mkdir(parents=True, exist_ok=True)
+    recipe = case / "train.yaml"
+    recipe.write_text(f"data: {cache}\nmodel: {{seq_len: 60}}\ntrainer: {{out: {case / 'run'}}}\n")
+    return ["train", str(recipe)], str(cache)
+
+
+def truncated_checkpoint(good: Path, cache: Path, case: Path):
+    case.mkdir(parents=True, exist_ok=True)
+    ckpt = case / "last.ckpt"
+    ckpt.write_bytes(b"PK\x03\x04" + b"\0" * 100)  # the start of a ZIP archive, cut short
+    return ["train", "--data", str(cache), "--batch-size", "8", "--resume", str(ckpt),
+            "--out", str(case / "run")], str(ckpt)
+
+
+@dataclass(frozen=True)
+class CommandCase:
+    name: str
+    make: CommandMaker
+    expect: str  # in the one-line message, after what it names
+
+
+COMMAND_CASES = (
+    CommandCase("output path is a file", output_is_a_file, "the output path is a file"),
+    CommandCase("--variables ''", no_variables, "variables: no channel named"),
+    CommandCase("binary manifest (verify)", binary_manifest("verify"), "not an era5cache "
+                "manifest"),
+    CommandCase("binary manifest (inspect)", binary_manifest("inspect"), "not an era5cache "
+                "manifest"),
+    CommandCase("binary manifest (train)", binary_manifest("train"), "not an era5cache "
+                "manifest"),
+    CommandCase("inspect without the HDF5 file", missing_hdf5, "missing, though the manifest "
+                "lists it"),
+    CommandCase("train batch bigger than the split", batch_bigger_than_the_split,
+                "no training step would run; use --batch-size 38 or less"),
+    CommandCase("train on a cache too short for a window", cache_too_short_for_a_window,
+                "the training period holds no window of 61 consecutive steps"),
+    CommandCase("train --resume a truncated checkpoint", truncated_checkpoint,
+                "not a readable PyTorch checkpoint"),
+)
+
+
+def run_command_case(case: CommandCase, good: Path, cache: Path, work: Path) -> Outcome:
+    """Like :func:`run_case`; the outcome's ``named`` is what the message must name."""
+    before = snapshot(cache)
+    folder = work / ("cmd_" + "".join(c if c.isalnum() else "_" for c in case.name))
+    args, named = case.make(good, cache, folder)
+    r = cli(*args)
+    v = cli("verify", cache)
+    return Outcome(Case(case.name, missing_variable, case.expect), r.returncode, r.stderr,
+                   Path(named), snapshot(cache) == before, v.returncode == 0)
 
 
 def publish_good_cache(work: Path) -> tuple[Path, Path]:
@@ -449,8 +635,11 @@ def main(argv: list[str]) -> int:
     good, cache = publish_good_cache(work)
     print(f"published cache: {cache}\n")
     failed = 0
-    for case in CASES:
-        o = run_case(case, good, cache, work)
+    outcomes = ([(case, lambda c=case: run_case(c, good, cache, work)) for case in CASES]
+                + [(case, lambda c=case: run_command_case(c, good, cache, work))
+                   for case in COMMAND_CASES])
+    for case, run in outcomes:
+        o = run()
         bad = o.problems()
         failed += bool(bad)
         line = o.lines[0] if o.lines else "(no message)"
@@ -459,7 +648,7 @@ def main(argv: list[str]) -> int:
               f"{'sound' if o.verify_ok else 'FAILS'}\n     {line}")
         for p in bad:
             print(f"     -> {p}")
-    print(f"\n{len(CASES) - failed} of {len(CASES)} cases behave; work folder {work}")
+    print(f"\n{len(outcomes) - failed} of {len(outcomes)} cases behave; work folder {work}")
     return 1 if failed else 0
 
 

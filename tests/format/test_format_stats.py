@@ -22,3 +22,17 @@ def test_moments_match_numpy_and_merge():
 def test_empty_moments_are_nan():
     m = Moments(3)
     assert np.isnan(m.mean()).all() and np.isnan(m.std()).all()
+
+
+def test_a_channel_of_nan_only_warns_nothing():
+    """Once a numpy RuntimeWarning on the job's stderr ("Mean of empty slice")."""
+    import warnings
+
+    x = np.full((4, 2, 3, 3), np.nan)
+    x[:, 1] = 7.0
+    m = Moments(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.add(x)
+        mean, std = m.mean(), m.std()
+    assert np.isnan(mean[0]) and mean[1] == 7.0 and std[1] == 0.0

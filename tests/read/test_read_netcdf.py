@@ -271,3 +271,23 @@ def test_coordinates_and_units_era5_never_has_are_errors(sample_new, tmp_path, n
     with pytest.raises(InputError) as info:
         open_era5([bad], variables=["t2m"])
     assert str(info.value).startswith(f"{bad}: ") and message in str(info.value)
+
+
+def test_a_cyclic_longitude_column_is_dropped(sample_new, tmp_path):
+    """CDO and NCL write global grids with both 0 and 360 (the first column repeated): the
+    repeat is dropped, the values are those of the file without it; any other repeated
+    longitude is an error."""
+    src = sample_new / "era5_single-levels_2019-01.nc"
+    with xr.open_dataset(src) as ds:
+        ds = ds.load()
+    cyclic = xr.concat([ds, ds.isel(longitude=[0]).assign_coords(longitude=[360.0])],
+                       dim="longitude")
+    cyclic.to_netcdf(tmp_path / "cyclic.nc")
+    got = open_era5([tmp_path / "cyclic.nc"]).dataset
+    want = open_era5([src]).dataset
+    np.testing.assert_array_equal(got["lon"].values, want["lon"].values)
+    np.testing.assert_array_equal(got["t2m"].values, want["t2m"].values)
+    twice = xr.concat([ds, ds.isel(longitude=[5])], dim="longitude")
+    twice.to_netcdf(tmp_path / "twice.nc")
+    with pytest.raises(InputError, match=r"twice\.nc: longitude 5 appears twice"):
+        open_era5([tmp_path / "twice.nc"])

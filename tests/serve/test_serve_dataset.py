@@ -313,6 +313,11 @@ def test_clear_errors(cache, tmp_path):
     (bad / "manifest.json").write_text(json.dumps(m | {"shape": [5, 2, 80, 180]}))
     with pytest.raises(CacheError, match="unlike its manifest"):
         CachedERA5Dataset(bad)
+    (bad / "manifest.json").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(CacheError, match="not an era5cache manifest"):
+        CachedERA5Dataset(bad)
     (bad / "manifest.json").unlink()
     with pytest.raises(CacheError, match="manifest.json: missing"):
         CachedERA5Dataset(bad)
+    with pytest.raises(ValueError, match=r"no channel selected \(channels=\[\]\)"):
+        CachedERA5Dataset(cache, channels=[])

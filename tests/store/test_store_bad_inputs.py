@@ -16,6 +16,7 @@ import pytest
 import xarray as xr
 from catalogue import (
     CASES,
+    COMMAND_CASES,
     all_nan_steps,
     cli,
     file_size_limit,
@@ -23,6 +24,7 @@ from catalogue import (
     other_month,
     publish_good_cache,
     run_case,
+    run_command_case,
     write_good_sample,
 )
 
@@ -41,6 +43,13 @@ def published(tmp_path_factory) -> tuple[Path, Path, Path]:
 def test_bad_input_is_refused_and_cache_kept(case, published):
     good, cache, work = published
     outcome = run_case(case, good, cache, work)
+    assert outcome.problems() == [], outcome.stderr
+
+
+@pytest.mark.parametrize("case", COMMAND_CASES, ids=[c.name for c in COMMAND_CASES])
+def test_command_line_mistake_is_one_line_exit_2(case, published):
+    good, cache, work = published
+    outcome = run_command_case(case, good, cache, work)
     assert outcome.problems() == [], outcome.stderr
 
 

@@ -127,3 +127,29 @@ def test_low_memory_limit_completes_instead_of_pausing(tmp_path):
     v = subprocess.run([sys.executable, "-m", "era5cache.cli", "verify", str(out)],
                        capture_output=True, text=True, timeout=120)
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_no_http_server_on_8787_and_no_warning_when_it_is_taken():
+    """A notebook's cluster holds 8787: the job's scheduler serves its HTTP endpoints on a
+    free local port instead, without distributed's four-line warning; ``dask.dashboard``
+    asks for the dashboard where the user wants it."""
+    import socket
+    import warnings
+
+    holder = socket.socket()
+    try:
+        holder.bind(("", 8787))
+        holder.listen()
+    except OSError:  # something holds it already: the case under test
+        pass
+    try:
+        cfg = with_overrides(PreprocessConfig(), dask_workers=1, dask_memory_limit="1GiB")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with dask_client(cfg) as client:
+                port = client.cluster.scheduler.http_server.port
+                assert client.submit(sum, [1, 2]).result() == 3
+        assert port != 8787
+        assert not [w for w in caught if "8787" in str(w.message)]
+    finally:
+        holder.close()

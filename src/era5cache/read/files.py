@@ -25,8 +25,8 @@ def list_inputs(patterns: list[str] | tuple[str, ...]) -> list[Path]:
         p = Path(pat)
         if p.is_dir():
             matches = sorted(str(x) for x in p.iterdir()
-                             if x.suffix.lower() in INPUT_SUFFIXES) + sorted(
-                str(x) for x in p.glob("*.zip"))
+                             if x.suffix.lower() in INPUT_SUFFIXES and x.is_file()) + sorted(
+                str(x) for x in p.glob("*.zip") if x.is_file())
             if not matches:
                 raise InputError(f"{pat}: folder holds no NetCDF, GRIB or ZIP file "
                                  f"({', '.join('*' + s for s in INPUT_SUFFIXES)}, *.zip)")
