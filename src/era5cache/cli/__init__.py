@@ -12,6 +12,9 @@ import warnings
 from ..process import exit_when_done
 
 COMMANDS = ("sample", "preprocess", "verify", "inspect", "train", "bench")
+# Commands whose library warnings are held until they succeed (dropped if they fail, so that
+# stderr holds the one-line error alone); train and bench show theirs as they come.
+HOLD_WARNINGS = ("sample", "preprocess", "verify", "inspect")
 
 
 def csv_list(text: str) -> tuple[str, ...]:
@@ -40,8 +43,16 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
     from ..errors import Era5CacheError
 
+    held: list[warnings.WarningMessage] = []
     try:
-        return _command(args.command).run(args)
+        if args.command in HOLD_WARNINGS and not args.debug:
+            with warnings.catch_warnings(record=True) as held:
+                status = _command(args.command).run(args)
+        else:
+            status = _command(args.command).run(args)
+        for w in held:  # a success: the warnings it held are shown now
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        return status
     except Era5CacheError as exc:
         if args.debug:
             raise
