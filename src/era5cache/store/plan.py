@@ -152,9 +152,9 @@ def check_training_period(times: np.ndarray, periods: Periods, where: str) -> No
     """:class:`ConfigError` naming the recipe (``where``) when the training period holds none
     of the cache's ``times``: its statistics, which every reader normalises with, would be
     undefined."""
-    if times.size and periods.mask("train", times).any():
-        return
     p = periods.train
+    if p is None or periods.mask("train", times).any():  # no period: every step trains
+        return
     span = f"{times[0]} .. {times[-1]}" if times.size else "none"
     raise ConfigError(f"{where}: periods.train [{p.start}, {p.end}] holds none of the "
                       f"cache's {times.size} time steps ({span}); the normalisation "
