@@ -43,10 +43,18 @@ MEAN_RTOL, STD_RTOL = 1e-5, 1e-4  # float32 accumulation error, relative to std
 def meaning_problems(root: str | Path, stats_bytes: int = STATS_BYTES) -> list[str]:
     """Problems found (empty: the HDF5 cache holds what the Zarr store holds, with its
     statistics). Assumes the structural checks (:func:`era5cache.format.verify.verify`)
-    passed."""
+    passed. Never raises for a bad cache: a store that cannot be read is a problem too."""
+    zpath, hpath, _ = paths(root)
+    try:
+        return _problems(zpath, hpath, stats_bytes)
+    except Exception as exc:  # zarr, h5py and numpy raise many kinds on damaged files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return [f"{zpath}: cannot be read to cross-check {hpath.name} ({reason})"]
+
+
+def _problems(zpath: Path, hpath: Path, stats_bytes: int) -> list[str]:
     import zarr
 
-    zpath, hpath, _ = paths(root)
     info = CacheInfo.read(hpath)
     group = zarr.open_group(str(zpath), mode="r")
     missing = [c for c in info.channels if c not in group]
