@@ -89,11 +89,11 @@ def test_dataset_mapped_before_a_publication_keeps_reading_its_own_file(live, ca
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_workers_started_after_a_publication_refuse(live, context):
-    """Non-persistent workers open their map at their first batch: after the publication
-    they refuse; a dataset made after it reads February in its workers."""
+    """Non-persistent workers (those of a new epoch) open their map at their first batch:
+    after the publication they refuse; a dataset made after it reads February in its
+    workers."""
     root, republish = live
     ds = CachedERA5Dataset(root, split="all")
-    next(iter(_loader(ds, context)))  # workers of the first epoch read January
     republish()
     with pytest.raises(CacheError, match=REPLACED):
         next(iter(_loader(ds, context)))

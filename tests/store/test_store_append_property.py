@@ -45,7 +45,7 @@ def append_cases(draw):
     chunk_steps)."""
     channels = draw(st.permutations(CHANNELS).flatmap(
         lambda p: st.integers(1, len(p)).map(lambda n: tuple(p[:n]))))
-    n_steps = draw(st.integers(6, 24))
+    n_steps = draw(st.integers(4, 16))
     cuts = sorted(draw(st.sets(st.integers(1, n_steps - 1), min_size=1, max_size=3)))
     bounds = list(zip([0, *cuts], [*cuts, n_steps], strict=True))
     parts = draw(st.permutations(bounds))
@@ -64,7 +64,7 @@ def _write_part(folder: Path, first: int, last: int, channels: tuple[str, ...]) 
     return folder  # its single-level and pressure-level files
 
 
-@settings(max_examples=8, deadline=None, derandomize=True,
+@settings(max_examples=6, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=append_cases())
 def test_appending_parts_in_any_order_equals_one_build(case, scheduler, tmp_path_factory):

@@ -11,7 +11,7 @@ import dask
 
 from ..config.recipe import PreprocessConfig
 from ..errors import InputError
-from .forkserver import START_METHOD, start_fork_server, worker_environ
+from .forkserver import START_METHOD, server_environ, start_fork_server, worker_environ
 
 
 @contextlib.contextmanager
@@ -49,7 +49,12 @@ def dask_client(cfg: PreprocessConfig) -> Iterator:
                          # metrics), on 8787 unless told: a free local port, no warning
                          scheduler_kwargs=(None if cfg.dask.dashboard else
                                            {"dashboard_address": "127.0.0.1:0"}),
-                         silence_logs=_worker_log_level()) as cluster, \
+                         silence_logs=_worker_log_level(),
+                         # what the workers' os.environ says: the fork server's, which
+                         # they run with (Dask's pre-spawn values yield to any the
+                         # process's os.environ holds, such as those an earlier
+                         # LocalCluster of the process left there)
+                         env=server_environ()) as cluster, \
             Client(cluster) as client:
         yield client
 
