@@ -590,9 +590,10 @@ def run_command_case(case: CommandCase, good: Path, cache: Path, work: Path) -> 
     folder = work / ("cmd_" + "".join(c if c.isalnum() else "_" for c in case.name))
     args, named = case.make(good, cache, folder)
     r = cli(*args)
-    v = cli("verify", cache)
+    # only preprocess writes: the other commands leave the cache alone if its manifest is
+    sound = cli("verify", cache).returncode == 0 if args[0] == "preprocess" else True
     return Outcome(Case(case.name, missing_variable, case.expect), r.returncode, r.stderr,
-                   Path(named), snapshot(cache) == before, v.returncode == 0)
+                   Path(named), snapshot(cache) == before, sound)
 
 
 def publish_good_cache(work: Path) -> tuple[Path, Path]:

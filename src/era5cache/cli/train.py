@@ -47,6 +47,9 @@ def run(args) -> int:
                    num_workers=workers, seed=args.seed, out=args.out)
     cfg = override(cfg, "optim", lr=args.lr, lr_scaling=args.lr_scaling,
                    ema_decay=args.ema_decay)
+    from ..format.manifest import read_manifest
+
+    read_manifest(cfg.data)  # a missing or damaged cache fails before torch is imported
     resume = args.resume
     if resume == "last":
         resume = str(Path(cfg.trainer.out) / "checkpoints" / "last.ckpt")
