@@ -91,12 +91,14 @@ def test_dataset_mapped_before_a_publication_keeps_reading_its_own_file(live, ca
 def test_workers_started_after_a_publication_refuse(live, context):
     """Non-persistent workers (those of a new epoch) open their map at their first batch:
     after the publication they refuse; a dataset made after it reads February in its
-    workers."""
+    (forked) workers."""
     root, republish = live
     ds = CachedERA5Dataset(root, split="all")
     republish()
     with pytest.raises(CacheError, match=REPLACED):
         next(iter(_loader(ds, context)))
+    if context == "spawn":  # spawned workers read what forked ones do (3-6 s a start)
+        return
     fresh = CachedERA5Dataset(root, split="all", normalize=False, return_time=True)
     x, _, t = next(iter(_loader(fresh, context)))
     assert str(t[0, 0].numpy().astype("datetime64[s]")) == "2020-02-01T00:00:00"
