@@ -1,6 +1,6 @@
 """The fixed 2-degree target grid and cell bounds of regular lat-lon source grids.
 
-All angles are in degrees. The target grid (DESIGN.md section 5) has 80 latitudes
+All angles are in degrees. The target grid (docs/contracts.md section 5) has 80 latitudes
 (-79 .. 79, ascending) and 180 longitudes (1 .. 359); cell edges lie on even degrees and
 cover 80S..80N and 0..360E.
 """

@@ -1,1 +1,2 @@
-"""Benchmarks: programs that compare paths in one run and report ratios (DESIGN.md section 9)."""
+"""Benchmarks: programs that compare paths in one run and report ratios
+(docs/contracts.md section 9)."""

@@ -1,6 +1,6 @@
 """``era5cache bench preprocess``: input MB/s of the job vs CDO remapcon and a raw decode.
 
-Two inputs: the reference (DESIGN.md section 5: hourly 0.25-degree ``t2m`` in the 2024+ CDS
+Two inputs: the reference (docs/contracts.md section 5: hourly 0.25-degree ``t2m`` in the 2024+ CDS
 layout, uncompressed, 168 steps, 698 MB) and a large one at least 4x one worker's memory
 limit (624 steps, 2.6 GB). Paths, on the same files, warm page cache:
 

@@ -1,4 +1,4 @@
-"""The RATransformer's shape (DESIGN.md section 8): a plain frozen dataclass, so that the
+"""The RATransformer's shape (docs/contracts.md section 8): a plain frozen dataclass, so that the
 model loads without pydantic; the trainer's recipe validates it (:mod:`.trainer`)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """How ``/data`` of the HDF5 cache holds its values: float32 in physical units (the default,
-DESIGN.md section 6) or 16 bits per value, normalised with the training statistics.
+docs/contracts.md section 6) or 16 bits per value, normalised with the training statistics.
 
 A 16-bit cache (``dtype: float16`` or ``bfloat16`` in the recipe) stores
 ``z = (x - mean) / std`` per channel, rounded to nearest even: half the bytes of float32, so

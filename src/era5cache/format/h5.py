@@ -1,7 +1,7 @@
 """``era5_2deg.h5``, the contiguous, memory-mappable HDF5 training cache: its writer
 (:func:`write_h5`) and what readers take from it (:class:`CacheInfo`).
 
-Layout (DESIGN.md section 6): ``/data`` (time, channel, lat, lon) float32, contiguous, no
+Layout (docs/contracts.md section 6): ``/data`` (time, channel, lat, lon) float32, contiguous, no
 filters, so ``numpy.memmap`` at ``/data``'s file offset reads it; ``/time`` int64 seconds since
 1970-01-01 UTC; ``/channel`` UTF-8; ``/lat``, ``/lon``; ``/mean``, ``/std`` (training period,
 NaN-aware) and ``/diff_std`` (std of one-step differences, training period, never across a

@@ -1,4 +1,4 @@
-"""Fixed names and version of the on-disk cache (DESIGN.md section 6)."""
+"""Fixed names and version of the on-disk cache (docs/contracts.md section 6)."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ class TimeCoverage:
 
 @dataclass(frozen=True)
 class Manifest:
-    """A cache's manifest (DESIGN.md section 6). ``outputs`` maps each output file to its
+    """A cache's manifest (docs/contracts.md section 6). ``outputs`` maps each output file to its
     record (``size``, ``sha256``, ``data_offset``, and ``storage`` and ``encoding_error`` when
     16-bit, for the HDF5 file; ``files``, the sha256 of
     each file of the Zarr store); ``statistics`` each channel to ``mean``, ``std``,
