@@ -109,9 +109,9 @@ def test_models_are_frozen_and_round_trip_through_json():
 
 def test_sample_settings_have_one_definition():
     """``era5cache sample``'s defaults are SampleSpec's; the recipe's section is one too."""
-    from era5cache.cli import _parser
+    from era5cache.cli import parser
 
-    args = _parser().parse_args(["sample", "--out", "x"])
+    args = parser().parse_args(["sample", "--out", "x"])
     spec = SampleSpec()
     for f in dataclasses.fields(SampleSpec):
         if hasattr(args, f.name) and f.name != "out":

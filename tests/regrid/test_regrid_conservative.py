@@ -12,7 +12,7 @@ from era5cache.regrid.conservative import (
     ConservativeRegridder,
     CoverageError,
     InfiniteValueError,
-    _Work,
+    Work,
 )
 from era5cache.regrid.weights import as_slice
 
@@ -173,14 +173,14 @@ def test_strided_rows_equal_gathered_rows(res, descending):
         g = SourceGrid(g.lat[::-1].copy(), g.lon)
     r = ConservativeRegridder.for_grid(g)
     x = (250 + 40 * np.random.default_rng(5).random(g.shape)).astype(np.float32)
-    strided = _Work.for_shape(g.shape[1], r.lat.index)
-    strided = _Work(strided.acc, strided.product, strided.lat_rows, banded=False)
-    gathered = _Work(strided.acc.copy(), strided.product.copy(),
+    strided = Work.for_shape(g.shape[1], r.lat.index)
+    strided = Work(strided.acc, strided.product, strided.lat_rows, banded=False)
+    gathered = Work(strided.acc.copy(), strided.product.copy(),
                      tuple(r.lat.index[:, k] for k in range(r.lat.index.shape[1])),
                      banded=False)
     a, b = np.empty((80, 180)), np.empty((80, 180))
-    r._apply_step(x, a, strided)
-    r._apply_step(x, b, gathered)
+    r.apply_step(x, a, strided)
+    r.apply_step(x, b, gathered)
     np.testing.assert_array_equal(a, b)
     if res == 0.25:  # every term of a nesting grid is a slice
         assert all(isinstance(s, slice) for s in strided.lat_rows)
@@ -206,18 +206,18 @@ def test_band_form_equals_sparse_form(res, descending, lon0, bands):
     r = ConservativeRegridder.for_grid(g)
     assert (r.lat_band is not None, r.lon_band is not None) == bands
     x = (250 + 40 * np.random.default_rng(7).random(g.shape)).astype(np.float32)
-    banded = _Work.for_shape(g.shape[1], r.lat.index)
-    sparse = _Work(banded.acc.copy(), banded.product.copy(), banded.lat_rows, banded=False)
+    banded = Work.for_shape(g.shape[1], r.lat.index)
+    sparse = Work(banded.acc.copy(), banded.product.copy(), banded.lat_rows, banded=False)
     a, b = np.empty((80, 180)), np.empty((80, 180))
-    r._apply_step(x, a, banded)
-    r._apply_step(x, b, sparse)
+    r.apply_step(x, a, banded)
+    r.apply_step(x, b, sparse)
     np.testing.assert_allclose(a, b, rtol=1e-14, atol=0)
     dense = r.lat.to_dense(g.shape[0]) @ x.astype(np.float64) @ r.lon.to_dense(g.shape[1]).T
     np.testing.assert_allclose(a, dense, rtol=1e-13, atol=0)
     # a lat-descending view, as the reader passes ascending fields: the same sums
     r_up = ConservativeRegridder.for_grid(SourceGrid(lat[::-1].copy(), g.lon))
     c = np.empty((80, 180))
-    r_up._apply_step(x[::-1], c, _Work.for_shape(g.shape[1], r_up.lat.index))
+    r_up.apply_step(x[::-1], c, Work.for_shape(g.shape[1], r_up.lat.index))
     np.testing.assert_allclose(c, dense, rtol=1e-13, atol=0)
 
 

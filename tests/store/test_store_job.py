@@ -221,10 +221,10 @@ def test_chunk_tasks_take_whole_read_blocks():
     import dask
     import dask.array as da
 
-    from era5cache.store.schedule import _WholeBlocks
+    from era5cache.store.schedule import WholeBlocks
 
     x = np.arange(26 * 4 * 3, dtype=np.float32).reshape(26, 4, 3)
-    w = _WholeBlocks(da.from_array(x, chunks=(6, 4, 3)))
+    w = WholeBlocks(da.from_array(x, chunks=(6, 4, 3)))
     whole = w.get(6, 18)
     assert isinstance(whole, list) and len(whole) == 2
     np.testing.assert_array_equal(np.concatenate(dask.compute(*whole)), x[6:18])
@@ -235,7 +235,7 @@ def test_chunk_tasks_take_whole_read_blocks():
             got = np.concatenate(dask.compute(*got))
         np.testing.assert_array_equal(np.asarray(got), x[a:b])
     assert not isinstance(w.get(3, 9), list)
-    split = _WholeBlocks(da.from_array(x, chunks=(6, 2, 3)))  # blocks along lat too
+    split = WholeBlocks(da.from_array(x, chunks=(6, 2, 3)))  # blocks along lat too
     assert not isinstance(split.get(0, 6), list)
 
 

@@ -26,7 +26,7 @@ def _command(name: str):
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="era5cache", description=__doc__)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     if args.debug:
         os.environ["ERA5CACHE_DEBUG"] = "1"  # Dask workers log their tracebacks too
     else:

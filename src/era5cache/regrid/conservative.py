@@ -72,7 +72,7 @@ class ConservativeRegridder:
             lon_band=Band.from_dense(wlon),
         )
 
-    def _apply_step(self, x: np.ndarray, out: np.ndarray, work: _Work) -> None:
+    def apply_step(self, x: np.ndarray, out: np.ndarray, work: Work) -> None:
         """Weighted sums (no normalisation) of one field ``x`` (n_lat_src, n_lon_src) into
         ``out`` (80, 180) float64: the latitude pass, then the longitude pass.
 
@@ -92,7 +92,7 @@ class ConservativeRegridder:
             out += self.lon.weight[:, k] * acc[:, self.lon.index[:, k]]
 
     def _sparse_rows(self, x: np.ndarray, acc: np.ndarray, product: np.ndarray,
-                     work: _Work) -> None:
+                     work: Work) -> None:
         for k, rows in enumerate(work.lat_rows):
             source = x[rows]  # a view for a slice, else a gathered copy
             if k == 0:
@@ -122,13 +122,13 @@ class ConservativeRegridder:
         lead = field.shape[:-2]
         steps = field.reshape((-1,) + self.source_shape)
         out = np.empty((steps.shape[0], NLAT, NLON), dtype=np.float32)
-        work = _Work.for_shape(self.source_shape[1], self.lat.index)
+        work = Work.for_shape(self.source_shape[1], self.lat.index)
         num = np.empty((NLAT, NLON))
         den = np.empty((NLAT, NLON))
         rows = slice(int(self.lat.index.min()), int(self.lat.index.max()) + 1)
         for i, x in enumerate(steps):
             with np.errstate(invalid="ignore"):
-                self._apply_step(x, num, work)
+                self.apply_step(x, num, work)
             # Every index names a contributing cell (weight > 0), so the sums are finite
             # exactly when no contributing cell is NaN or inf: the common case, checked on
             # the 80 x 180 sums rather than on the source field.
@@ -138,8 +138,8 @@ class ConservativeRegridder:
             if np.isinf(x[..., rows, :]).any():
                 raise InfiniteValueError(i)
             valid = ~np.isnan(x)
-            self._apply_step(np.where(valid, x, 0), num, work)
-            self._apply_step(valid.astype(x.dtype), den, work)
+            self.apply_step(np.where(valid, x, 0), num, work)
+            self.apply_step(valid.astype(x.dtype), den, work)
             share = den / self.area
             keep = (den > 0) & (share >= threshold - 1e-9)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -160,7 +160,7 @@ class InfiniteValueError(ValueError):
 
 
 @dataclass(frozen=True)
-class _Work:
+class Work:
     """Scratch buffers of one regridding call: float64 sums and products, (80, n_lon_src);
     ``lat_rows[k]``: the source rows of term ``k`` of every target row, as a slice where
     they are evenly spaced (always on a regular grid whose cells nest in the target's, such
@@ -174,7 +174,7 @@ class _Work:
     banded: bool = True
 
     @classmethod
-    def for_shape(cls, n_lon_src: int, lat_index: np.ndarray) -> _Work:
+    def for_shape(cls, n_lon_src: int, lat_index: np.ndarray) -> Work:
         return cls(acc=np.empty((NLAT, n_lon_src)), product=np.empty((NLAT, n_lon_src)),
                    lat_rows=tuple(as_slice(lat_index[:, k]) for k in range(lat_index.shape[1])))
 

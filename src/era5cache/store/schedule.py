@@ -133,7 +133,7 @@ def released_as_completed(futures: list) -> Iterator[tuple]:
         yield fut, result
 
 
-class _WholeBlocks:
+class WholeBlocks:
     """The blocks of a Dask array (chunked along its first axis only) that make up rows
     ``a:b``, as the Delayed objects of the blocks themselves when ``a:b`` is made of whole
     blocks (read blocks are aligned with the chunks: :func:`era5cache.read.blocks.block_steps`),
@@ -141,7 +141,7 @@ class _WholeBlocks:
     and a finalize task per chunk and channel and a copy of the array's graph; the blocks
     are the graph's own tasks."""
 
-    def __init__(self, arr, fallback: _WholeBlocks | None = None):
+    def __init__(self, arr, fallback: WholeBlocks | None = None):
         self.arr = arr
         self.fallback = fallback
         self.edges = np.concatenate([[0], np.cumsum(arr.chunks[0])])
@@ -156,14 +156,14 @@ class _WholeBlocks:
         return list(self.blocks[i:j])
 
 
-def chunk_sources(chunked, read_blocks=None) -> _WholeBlocks:
+def chunk_sources(chunked, read_blocks=None) -> WholeBlocks:
     """Where each Zarr chunk task takes a channel's data from: the regridded read blocks
     themselves (``read_blocks``, a fresh build) for a chunk made of whole blocks, else the
     array rechunked to the Zarr chunks (``chunked``), whose merge task per chunk shares a
     read block that straddles two chunks (a slice of the read blocks there would make Dask
     fuse the read and regrid into each of the two chunk tasks: read twice)."""
-    rechunked = _WholeBlocks(chunked)
-    return rechunked if read_blocks is None else _WholeBlocks(read_blocks, fallback=rechunked)
+    rechunked = WholeBlocks(chunked)
+    return rechunked if read_blocks is None else WholeBlocks(read_blocks, fallback=rechunked)
 
 
 def _link_chunks(src: Path, dst: Path, channels: list[str], chunks: list[int],
