@@ -36,15 +36,44 @@ def base_names(channels) -> list[str] | None:
     return sorted(names)
 
 
+def channel_name(var: str, level: float) -> str:
+    """The channel of ``var`` at pressure ``level`` (hPa): 'z', 500 -> 'z500'."""
+    return f"{var}{int(level)}"
+
+
+def at_level(ds: xr.Dataset, var: str, level: float) -> xr.DataArray:
+    """``var`` at pressure ``level`` (hPa) as a (time, lat, lon) variable, its attributes
+    kept."""
+    da = ds[var].sel(level=float(level)).drop_vars("level")
+    da.attrs = dict(ds[var].attrs)
+    return da
+
+
 def all_channels(ds: xr.Dataset) -> list[str]:
     """Every channel of a normalised dataset: variables, one per pressure level ('z500')."""
     out = []
     for v in ds.data_vars:
         if "level" in ds[v].dims:
-            out += [f"{v}{int(x)}" for x in ds["level"].values]
+            out += [channel_name(v, x) for x in ds["level"].values]
         else:
             out.append(v)
     return out
+
+
+def levels_as_variables(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with each variable on pressure levels split into one variable per level, named
+    as its channel ('u850'), attributes kept: for products whose variables sit on different
+    levels (u on five, v on three), which cannot share one ``level`` dimension."""
+    if "level" not in ds.dims:
+        return ds
+    out = {}
+    for v in ds.data_vars:
+        if "level" not in ds[v].dims:
+            out[v] = ds[v]
+            continue
+        for lev in ds["level"].values:
+            out[channel_name(v, lev)] = at_level(ds, v, lev)
+    return xr.Dataset(out, attrs=ds.attrs)
 
 
 def select_channels(ds: xr.Dataset, channels: list[str] | tuple[str, ...], where: str = "inputs",
@@ -63,9 +92,7 @@ def select_channels(ds: xr.Dataset, channels: list[str] | tuple[str, ...], where
             if float(lev) not in levels:
                 raise InputError(f"{where}: variable {base!r} has no level {lev} hPa "
                                  f"(levels: {', '.join(f'{x:g}' for x in levels)})")
-            da = ds[base].sel(level=float(lev)).drop_vars("level")
-            da.attrs = dict(ds[base].attrs)
-            out[ch] = da
+            out[ch] = at_level(ds, base, lev)
             continue
         raise InputError(f"{where}: requested variable {ch!r} is not in the inputs "
                          f"(available: {', '.join(available or all_channels(ds))})")

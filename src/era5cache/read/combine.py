@@ -15,7 +15,7 @@ from ..errors import InputError
 from ..grid import SourceGrid
 from ..timeaxis import TimeAxis, analyse
 from .blocks import TARGET_CHUNK_BYTES
-from .channels import all_channels
+from .channels import all_channels, levels_as_variables
 from .expver import FINAL, PRELIMINARY
 from .files import expand_inputs
 from .members import Member
@@ -149,24 +149,6 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
         chunk_cache=(per_file[biggest], biggest) if biggest is not None else (0, None),
         available=tuple(available),
     )
-
-
-def levels_as_variables(ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` with each variable on pressure levels split into one variable per level, named
-    as its channel ('u850'), attributes kept: for products whose variables sit on different
-    levels (u on five, v on three), which cannot share one ``level`` dimension."""
-    if "level" not in ds.dims:
-        return ds
-    out = {}
-    for v in ds.data_vars:
-        if "level" not in ds[v].dims:
-            out[v] = ds[v]
-            continue
-        for lev in ds["level"].values:
-            da = ds[v].sel(level=lev).drop_vars("level")
-            da.attrs = dict(ds[v].attrs)
-            out[f"{v}{int(lev)}"] = da
-    return xr.Dataset(out, attrs=ds.attrs)
 
 
 def _listed(values) -> str:

@@ -47,8 +47,7 @@ def open_era5(paths: str | os.PathLike | Sequence[str | os.PathLike],
     ds = inputs.dataset
     if channels:
         ds = select_channels(ds, list(channels), where=str(inputs.files[0]),
-                             available=inputs.available).assign_coords(
-            expver=ds["expver"])
+                             available=inputs.available)
     ds.attrs["time_step"] = inputs.axis.step or ""
     ds.set_close(inputs.close)
     return ds
