@@ -18,6 +18,7 @@ from catalogue import cli, job_args, write_good_sample
 from era5cache.errors import CacheError
 
 pytestmark = pytest.mark.slow
+TESTS = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +43,14 @@ def reference(inputs, tmp_path_factory) -> dict:
     return json.loads((out / "manifest.json").read_text())
 
 
-def _run_killed(args: list[str], env: dict | None = None) -> subprocess.Popen:
+def _run_killed(args: list[str], at: str | None = None) -> subprocess.Popen:
     """Start the CLI in its own process group (so that the whole job, Dask workers included,
-    can be killed like a machine that dies)."""
-    return subprocess.Popen([sys.executable, "-m", "era5cache.cli", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+    can be killed like a machine that dies); ``at``: the milestone where it kills itself
+    (through the test-only entry point ``tests/killed_job.py``)."""
+    cmd = ([sys.executable, str(TESTS / "killed_job.py"), at] if at
+           else [sys.executable, "-m", "era5cache.cli"])
+    return subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
 
 
 def _kill_group(p: subprocess.Popen) -> None:
@@ -91,7 +94,7 @@ def test_killed_again_and_again_then_identical(inputs, reference, tmp_path):
 
     out = tmp_path / "cache"
     for point, chunks in KILL_CHAIN:
-        p = _run_killed(_args(inputs, out), {"ERA5CACHE_KILL_AT": point})
+        p = _run_killed(_args(inputs, out), at=point)
         p.wait(timeout=300)
         assert p.returncode == -signal.SIGKILL, (point, p.stderr.read())
         _kill_group(p)
@@ -169,7 +172,7 @@ def test_ctrl_c_is_one_line_and_exit_130_then_the_rerun_resumes(inputs, referenc
 def test_resume_ignores_staging_of_another_job(inputs, reference, tmp_path):
     """A staging folder left by a job with other inputs is discarded, not mixed in."""
     out = tmp_path / "cache"
-    p = _run_killed(_args(inputs[:1], out), {"ERA5CACHE_KILL_AT": "chunks:3"})
+    p = _run_killed(_args(inputs[:1], out), at="chunks:3")
     p.wait(timeout=300)
     _kill_group(p)
     r = cli(*_args(inputs, out))

@@ -5,5 +5,6 @@ job's fingerprint and what is published, :mod:`.plan` says what the store will h
 or appended), :mod:`.cluster` and :mod:`.forkserver` start the workers, :mod:`.schedule`
 writes the time chunks through :mod:`.zarrstore` while :mod:`.h5build` streams them into
 the HDF5 cache, :mod:`.record` builds the manifest, :mod:`.staging` journals and publishes,
-:mod:`.lock` keeps one writer per folder and :mod:`.faults` lets the tests kill the job.
+:mod:`.lock` keeps one writer per folder and :mod:`.milestones` names the points where the
+crash tests kill the job.
 """

@@ -31,11 +31,11 @@ from ..read.physical import quantity
 from ..regrid.adapter import regrid_dataset
 from ..timeaxis import analyse
 from .cluster import BackgroundClient
-from .faults import kill_point
 from .h5build import ChunkFeed, H5Builder, build_h5
 from .identity import job_fingerprint, published_base, up_to_date
 from .inputs import open_inputs
 from .lock import exclusive_writer
+from .milestones import milestone
 from .plan import appended, check_training_period, fresh
 from .record import all_nan_policy, build_manifest
 from .schedule import write_zarr
@@ -155,7 +155,7 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         staging = Staging.begin(out, fingerprint)
         resumed = len(staging.done)
         lap("plan")
-        kill_point("planned")
+        milestone("planned")
         part = staging.path / f"{H5_NAME}.part"
         attrs = {c: plan.dataset[c].attrs for c in channels}
         feed = ChunkFeed(staging.zarr, channels, cfg.chunk_steps, plan.times.size)
@@ -184,13 +184,13 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         fsync_path(part)  # durable before it is named as built
         os.replace(part, staging.h5)
         lap("hdf5+stats")
-        kill_point("h5-built")
+        milestone("h5-built")
         manifest = build_manifest(cfg, inputs, base, plan, staging, channels, times, axis,
                              stats, skipped, resumed, fingerprint,
                              hashes.result() if hashes else {})
         atomic_write_json(staging.manifest, manifest.to_json())
         lap("checksums")
-        kill_point("manifest-staged")
+        milestone("manifest-staged")
         publish(out)
         return JobResult(out, tuple(channels), int(times.size), input_bytes,
                          time.perf_counter() - t0, stages,

@@ -14,10 +14,10 @@ from ..grid import NLAT, NLON
 from ..read.combine import Era5Inputs
 from ..regrid.quality import BadValueError
 from .cluster import BackgroundClient
-from .faults import kill_point
 from .forkserver import limit_open_files
 from .h5build import ChunkFeed, H5Builder
 from .inputs import read_settings
+from .milestones import milestone
 from .plan import StorePlan
 from .staging import Staging
 from .zarrstore import (
@@ -94,7 +94,7 @@ def write_zarr(plan: StorePlan, staging: Staging, cfg: PreprocessConfig, progres
         for fut, block in done:
             if fut is template:
                 staging.save()
-                kill_point("template")
+                milestone("template")
                 _link_chunks(base_zarr, path, channels, linked, staging, feed)
                 continue
             k = chunk_of[fut.key]
@@ -104,7 +104,7 @@ def write_zarr(plan: StorePlan, staging: Staging, cfg: PreprocessConfig, progres
             del block
             builder.check()
             bar.update(1)
-            kill_point(f"chunks:{len(staging.done)}")
+            milestone(f"chunks:{len(staging.done)}")
     except BadValueError as exc:
         i = int(exc.first)
         when = inputs.dataset["time"].values[i].astype("datetime64[s]")

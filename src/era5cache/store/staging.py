@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..format.layout import H5_NAME, MANIFEST_NAME, ZARR_NAME
 from ..format.manifest import atomic_write_json, fsync_path
-from .faults import kill_point
+from .milestones import milestone
 
 STAGING_NAME = ".staging"
 RETIRED_NAME = ".retired"
@@ -103,7 +103,7 @@ def publish(out: Path) -> bool:
         return False
     (out / MANIFEST_NAME).unlink(missing_ok=True)
     fsync_path(out)
-    kill_point("publish:manifest-removed")
+    milestone("publish:manifest-removed")
     old = stage / "replaced"
     old.mkdir(exist_ok=True)
     for name in (ZARR_NAME, H5_NAME):
@@ -111,11 +111,11 @@ def publish(out: Path) -> bool:
             if (out / name).exists():
                 os.replace(out / name, old / name)
             os.replace(stage / name, out / name)
-            kill_point(f"publish:{name}")
+            milestone(f"publish:{name}")
     os.replace(ready, out / MANIFEST_NAME)
     fsync_path(out)
     (stage / PROGRESS_NAME).unlink(missing_ok=True)  # the staging folder is spent
-    kill_point("publish:done")
+    milestone("publish:done")
     retired = out / RETIRED_NAME
     if (old / ZARR_NAME).exists():
         shutil.rmtree(retired, ignore_errors=True)
