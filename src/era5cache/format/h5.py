@@ -192,6 +192,12 @@ class CacheInfo:
         """Bytes of one time step (all channels) in the file."""
         return int(np.prod(self.shape[1:])) * self.dtype.itemsize
 
+    def map_data(self, file=None) -> np.memmap:
+        """``/data`` memory-mapped read-only, as stored (``dtype``, ``shape``), from ``file``
+        (a path or an open binary file; default ``path``)."""
+        return np.memmap(self.path if file is None else file, dtype=self.dtype, mode="r",
+                         offset=self.data_offset, shape=self.shape)
+
     @classmethod
     def read(cls, h5_path: str | Path) -> CacheInfo:
         """:class:`CacheError` naming the file when it is unreadable, lacks a dataset, or

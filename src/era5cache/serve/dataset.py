@@ -172,8 +172,7 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         stored (``info.storage``: float32, float16, or bfloat16 bits as uint16)."""
         if self._mm is None:
             with open_same(self.path, self.file_id) as f:  # never a newer file
-                self._mm = np.memmap(f, dtype=self.info.dtype, mode="r",
-                                     offset=self.info.data_offset, shape=self.info.shape)
+                self._mm = self.info.map_data(f)
             self._advise()
         return self._mm
 

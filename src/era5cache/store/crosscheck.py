@@ -66,8 +66,7 @@ def _problems(zpath: Path, hpath: Path, stats_bytes: int) -> list[str]:
     absent = ztimes[zidx] != info.times
     if absent.any():
         return [f"{hpath}: time step {info.times[np.argmax(absent)]} is not in {zpath}"]
-    data = np.memmap(hpath, dtype=info.dtype, mode="r", offset=info.data_offset,
-                     shape=info.shape)
+    data = info.map_data()
     problems = []
     for i, name in enumerate(info.channels):
         arr = group[name]
@@ -98,9 +97,7 @@ def _channel_problems(info: CacheInfo, data: np.ndarray, i: int, arr, steps: np.
                       zidx: np.ndarray, hpath: Path) -> list[str]:
     name = info.channels[i]
     want = arr.get_orthogonal_selection((zidx[steps], slice(None), slice(None)))
-    got = np.asarray(data[steps, i])
-    if info.storage != "float32":
-        got = decode(got, info.storage) * np.float32(info.std[i]) + np.float32(info.mean[i])
+    got = _physical(data[steps, i], info, i)
     nan_got, nan_want = np.isnan(got), np.isnan(want)
     if not np.array_equal(nan_got, nan_want):
         bad = steps[np.argmax((nan_got != nan_want).any(axis=(1, 2)))]
@@ -118,6 +115,20 @@ def _channel_problems(info: CacheInfo, data: np.ndarray, i: int, arr, steps: np.
     return []
 
 
+def _physical(stored: np.ndarray, info: CacheInfo, channel: int | None = None) -> np.ndarray:
+    """Values read from ``/data`` in physical units: ``stored`` shaped (steps, channel, lat,
+    lon), or (steps, lat, lon) of ``channel``; a 16-bit cache's normalised values decoded
+    and scaled back with ``/mean`` and ``/std`` in float32."""
+    stored = np.asarray(stored)
+    if info.storage == "float32":
+        return stored
+    pick = slice(None) if channel is None else channel
+    std, mean = info.std[pick].astype(np.float32), info.mean[pick].astype(np.float32)
+    if channel is None:  # per channel along axis 1
+        std, mean = std[:, None, None], mean[:, None, None]
+    return decode(stored, info.storage) * std + mean
+
+
 def _stats_problems(info: CacheInfo, data: np.ndarray, hpath: Path,
                     stats_bytes: int) -> list[str]:
     train = np.flatnonzero(info.periods.mask("train", info.times))
@@ -127,10 +138,7 @@ def _stats_problems(info: CacheInfo, data: np.ndarray, hpath: Path,
     rows = train if exact else sample_steps(train, max(1, train.size // SAMPLE_CHUNKS))
     moments, step_means = Moments(len(info.channels)), []
     for a in range(0, rows.size, 64):
-        block = np.asarray(data[rows[a:a + 64]])
-        if info.storage != "float32":
-            block = (decode(block, info.storage) * info.std[:, None, None].astype(np.float32)
-                     + info.mean[:, None, None].astype(np.float32))
+        block = _physical(data[rows[a:a + 64]], info)
         moments.add(block)
         if not exact:
             with np.errstate(all="ignore"), warnings.catch_warnings():

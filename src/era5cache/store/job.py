@@ -133,6 +133,7 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         stages[name] = time.perf_counter() - t0 - sum(stages.values())
 
     base = published_base(out, cfg) if append else None
+    where = cfg.source or "command line"  # what errors about the recipe's keys name
     inputs = hashes = None
     try:
         inputs, ds, regridder = open_inputs(cfg, extract_dir=out / UNZIP_NAME,
@@ -150,7 +151,7 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         regridded = _regridded(ds, regridder, cfg)
         plan = (appended(regridded, inputs, base, out / ZARR_NAME, cfg.chunk_steps)
                   if base else fresh(regridded, inputs, cfg.chunk_steps))
-        check_training_period(plan.times, cfg.periods, cfg.source or "command line")
+        check_training_period(plan.times, cfg.periods, where)
         inputs.close()  # no netCDF handle in this process while the client runs
         staging = Staging.begin(out, fingerprint)
         resumed = len(staging.done)
@@ -172,7 +173,7 @@ def _run_locked(cfg: PreprocessConfig, out: Path, progress: bool, append: bool,
         keep, skipped = all_nan_policy(plan, feed.all_nan, channels, cfg)
         times = plan.times[keep]
         if skipped:  # the training period may have lost its steps
-            check_training_period(times, cfg.periods, cfg.source or "command line")
+            check_training_period(times, cfg.periods, where)
         axis = analyse(times, plan.axis.step)
         if not keep.all():  # the streamed file holds every step: build it again without
             stats = build_h5(staging.zarr, part, channels, axis, cfg.periods, cfg.chunk_steps,
