@@ -104,15 +104,16 @@ def test_dataset_items_match_the_float32_cache(caches, storage):
 def test_a_constant_channel_cannot_be_normalised(tmp_path):
     """std 0 in the training period: a one-line input error naming the file, no 16-bit file."""
     from era5cache.errors import InputError
-    from era5cache.format.h5 import encode_cache, write_h5
+    from era5cache.format.h5 import CacheSpec, encode_cache, write_h5
     from era5cache.timeaxis import Period, Periods, analyse
 
     times = np.datetime64("2020-01-01T00") + np.arange(8) * np.timedelta64(6, "h")
     block = np.random.default_rng(0).standard_normal((8, 2, 80, 180)).astype(np.float32)
     block[:, 1] = 5.0
     src = tmp_path / "c.h5"
-    write_h5(lambda a, b: block[a:b], times, src, ["a", "flat"], analyse(times),
-             Periods(train=Period(str(times[0]), str(times[-1]))), 4, {})
+    spec = CacheSpec(times, analyse(times), ("a", "flat"), {},
+                     Periods(train=Period(str(times[0]), str(times[-1]))), 4)
+    write_h5(lambda a, b: block[a:b], spec, src)
     with pytest.raises(InputError, match=r"c\.h5: channel\(s\) \['flat'\] have no positive"):
         encode_cache(src, tmp_path / "c16.h5", "bfloat16")
     assert not (tmp_path / "c16.h5").exists()

@@ -9,6 +9,7 @@ import xarray as xr
 
 from era5cache.read.blocks import block_steps
 from era5cache.read.normalise import open_file
+from era5cache.read.options import ReadOptions
 
 
 def test_read_block_steps():
@@ -39,10 +40,10 @@ def test_read_blocks_hold_whole_file_chunks(tmp_path, sample_new):
     ds.to_netcdf(path, encoding=enc)
     with open_file(path) as opened:
         step = sum(4 * opened.sizes["lat"] * opened.sizes["lon"] for _ in opened.data_vars)
-    with open_file(path, chunk_bytes=3 * step, align_steps=24) as opened:
+    with open_file(path, options=ReadOptions(chunk_bytes=3 * step, align_steps=24)) as opened:
         assert opened["t2m"].chunks[0][0] == 3  # no ceiling: the size target alone
-    with open_file(path, chunk_bytes=3 * step, align_steps=24,
-                   max_block_bytes=20 * step) as opened:
+    with open_file(path, ReadOptions(chunk_bytes=3 * step, align_steps=24,
+                                     max_block_bytes=20 * step)) as opened:
         chunks = opened["t2m"].chunks[0]
         assert set(chunks[:-1]) == {8} and sum(chunks) == 124
         got = opened["t2m"].values
@@ -57,7 +58,7 @@ def test_read_blocks_never_straddle_an_output_chunk(sample_new):
     path = sample_new / "era5_single-levels_2019-01.nc"
     with open_file(path) as ds:
         step = sum(4 * ds.sizes["lat"] * ds.sizes["lon"] for _ in ds.data_vars)
-    with open_file(path, chunk_bytes=14 * step, align_steps=24) as ds:
+    with open_file(path, options=ReadOptions(chunk_bytes=14 * step, align_steps=24)) as ds:
         chunks = ds["t2m"].chunks[0]
     assert ds.sizes["time"] == 124 and sum(chunks) == 124
     assert set(chunks[:-1]) == {12} and chunks[-1] == 124 % 12  # 14 steps fit: 12 divides 24

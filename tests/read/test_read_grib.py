@@ -16,6 +16,7 @@ from era5cache.errors import InputError
 from era5cache.read.combine import open_era5
 from era5cache.read.files import expand_inputs
 from era5cache.read.normalise import open_file, open_parts
+from era5cache.read.options import ReadOptions
 from era5cache.sample.grib import Field, grib_from_netcdf, write_grib
 
 REAL_GRIB = REALDATA / "era5-2mt-2019-03-uk.grib"
@@ -86,7 +87,7 @@ def test_sample_grib_equals_its_netcdf(gribs, key):
         want = {"t2m": sl["t2m"].values, "sst": sl["sst"].values, "z": pl["z"].values}
         times = sl["time"].values
     names = {"g1": ["sst", "t2m"], "g2": ["z"], "mixed": ["z", "sst", "t2m"]}[key]
-    parts = open_parts(gribs[key])
+    parts = [p.dataset for p in open_parts(gribs[key])]
     assert [list(p.data_vars) for p in parts] == [[n] for n in names]  # one part a variable
     for p in parts:
         (v,) = p.data_vars
@@ -146,10 +147,10 @@ def test_ensemble_grib_needs_a_member(gribs):
                 for k in range(3)], lat, lon, path)
     with pytest.raises(InputError, match=r"eda.grib: holds 3 ensemble members .*member:"):
         open_file(path)
-    with open_file(path, member=2) as got:
+    with open_file(path, options=ReadOptions(member=2)) as got:
         for i in range(2):
             assert np.abs(got["t2m"].values[i] - (base[i][::-1] + 2)).max() <= 0.01
-    with open_file(path, member="mean") as got:
+    with open_file(path, options=ReadOptions(member="mean")) as got:
         assert np.abs(got["t2m"].values[0] - (base[0][::-1] + 1)).max() <= 0.01
 
 

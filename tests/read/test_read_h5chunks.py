@@ -11,9 +11,11 @@ import h5py
 import netCDF4
 import numpy as np
 import pytest
+import xarray as xr
 
 from era5cache.errors import InputError
 from era5cache.read import h5chunks, netcdf
+from era5cache.read.filecache import FileCache
 from era5cache.read.h5chunks import (
     DEFLATE,
     DIRECT,
@@ -26,6 +28,7 @@ from era5cache.read.h5chunks import (
     read_region,
 )
 from era5cache.read.normalise import open_file
+from era5cache.read.options import ReadOptions
 
 SHAPE = (11, 9, 14)  # no chunk shape below divides it: edge chunks everywhere
 
@@ -98,7 +101,7 @@ def test_values_equal_netcdf4_bit_for_bit(variants, name):
     arr = H5ChunkArray(str(variants), name, layouts[name])
     assert arr.dtype.isnative and arr.shape == SHAPE
     for key in KEYS:
-        got = arr._get(key)
+        got = arr.basic(key)
         want = _netcdf4_raw(variants, name, key)
         assert got.shape == want.shape and got.dtype == want.dtype.newbyteorder("=")
         assert got.tobytes() == want.astype(got.dtype).tobytes(), key
@@ -110,11 +113,11 @@ def test_unwritten_chunks_read_as_the_fill_value(tmp_path):
                   written=slice(0, 4))
     layouts = direct_layouts(path, ["a", "b"])
     for name in ("a", "b"):
-        got = H5ChunkArray(str(path), name, layouts[name])._get(KEYS[0])
+        got = H5ChunkArray(str(path), name, layouts[name]).basic(KEYS[0])
         want = _netcdf4_raw(path, name, KEYS[0])
         assert got.tobytes() == want.tobytes()
     assert (got[8:] == np.float32(netCDF4.default_fillvals["f4"])).all()
-    assert (H5ChunkArray(str(path), "a", layouts["a"])._get(KEYS[0])[4:] == -32767).all()
+    assert (H5ChunkArray(str(path), "a", layouts["a"]).basic(KEYS[0])[4:] == -32767).all()
 
 
 def test_other_filters_and_layouts_are_left_to_netcdf4(tmp_path):
@@ -147,7 +150,7 @@ def test_a_filter_skipped_for_one_chunk_is_not_undone(tmp_path):
         d.id.write_direct_chunk((0, 0, 0), shuffled, filter_mask=0b10)
     layout = direct_layouts(path, ["v"])["v"]
     assert layout.filters == (SHUFFLE, DEFLATE)
-    got = H5ChunkArray(str(path), "v", layout)._get((slice(None),) * 3)
+    got = H5ChunkArray(str(path), "v", layout).basic((slice(None),) * 3)
     with h5py.File(path) as f:
         want = f["v"][:]
     np.testing.assert_array_equal(got, want)
@@ -203,40 +206,44 @@ def test_read_region_asks_for_each_chunk_once_and_says_which_are_whole():
                      ((8, 0), True), ((8, 4), True)]
 
 
-def test_a_worker_keeps_a_partly_read_chunk_inflated(variants, monkeypatch):
-    """Outside the opening process (owner differs), the file stays open and a chunk read
-    in parts is inflated once, up to the cache budget; release closes the file."""
+def test_a_file_cache_keeps_a_partly_read_chunk_inflated(variants):
+    """With a file cache, the file stays open and a chunk read in parts is inflated once,
+    up to the cache's chunk budget (chunks read whole are not kept); closing the cache
+    closes the file. Without one, each read opens the file and inflates what it needs."""
     layout = direct_layouts(variants, ["i2_deep"])["i2_deep"]  # one chunk, all steps
-    arr = H5ChunkArray(str(variants), "i2_deep", layout, owner=-1)
     want = _netcdf4_raw(variants, "i2_deep", KEYS[0])
-    monkeypatch.setattr(h5chunks, "INFLATED", [0])
-    h5chunks.configure(1, 0)
+    files = FileCache(1)
+    arr = _lazy(H5ChunkArray(str(variants), "i2_deep", layout, files))
     try:
-        got = np.concatenate([arr._get((slice(a, a + 2), slice(None), slice(None)))
-                              for a in range(0, SHAPE[0], 2)])
+        got = np.concatenate([arr[a:a + 2].values for a in range(0, SHAPE[0], 2)])
         assert got.tobytes() == want.tobytes()
-        assert h5chunks.INFLATED[0] == 1 and list(h5chunks._FILES) == [(-1, str(variants))]
-        kept = h5chunks._FILES[(-1, str(variants))].chunks
-        assert list(kept) == [("i2_deep", (0, 0, 0))]
-        whole = H5ChunkArray(str(variants), "f4_shuffle", direct_layouts(
-            variants, ["f4_shuffle"])["f4_shuffle"], owner=-1)
-        whole._get((slice(4, 8), slice(None), slice(None)))  # chunks read whole: not kept
-        assert list(kept) == [("i2_deep", (0, 0, 0))] and h5chunks.INFLATED[0] == 1 + 6
-        h5chunks._settings["cache"] = layout.chunk_bytes - 1  # too small: inflated each time
-        h5chunks.release(-1)
-        for a in range(0, SHAPE[0], 2):
-            arr._get((slice(a, a + 2), slice(None), slice(None)))
-        assert h5chunks.INFLATED[0] == 7 + 6  # six reads, each inflates the chunk
-        assert h5chunks.release(-2) == 0 and h5chunks.release(-1) == 1
-        assert not h5chunks._FILES
+        assert files.counts["inflated"] == 1 and files.keys() == [("h5py", str(variants))]
+        whole = _lazy(H5ChunkArray(str(variants), "f4_shuffle", direct_layouts(
+            variants, ["f4_shuffle"])["f4_shuffle"], files))
+        assert whole[4:8].values.shape == (4, 9, 14)  # chunks read whole: not kept
+        assert files.counts["inflated"] == 1 + 6
+        assert files.close() == 1 and len(files) == 0
+        files.chunk_cache_bytes = layout.chunk_bytes - 1  # too small: inflated each time
+        again = np.concatenate([arr[a:a + 2].values for a in range(0, SHAPE[0], 2)])
+        assert again.tobytes() == want.tobytes()
+        assert files.counts["inflated"] == 7 + 6  # six reads, each inflates the chunk
     finally:
-        h5chunks.release(-1)
-        h5chunks.configure()
+        files.close()
+    bare = _lazy(H5ChunkArray(str(variants), "i2_deep", layout))
+    assert bare[3:5].values.tobytes() == want[3:5].tobytes()
+
+
+def _lazy(array) -> xr.Variable:
+    """A backend array as the lazy variable xarray makes of it (read where indexed)."""
+    from xarray.core.indexing import LazilyIndexedArray
+
+    return xr.Variable(tuple(f"d{i}" for i in range(len(array.shape))),
+                       LazilyIndexedArray(array))
 
 
 def test_open_netcdf_reads_deflated_variables_directly(sample_new, monkeypatch):
     """The normalised dataset of a compressed CDS file is the same bit for bit whether
-    its variables are read here or by netCDF4; they carry no KeepOpen pin."""
+    its variables are read here or by netCDF4."""
     path = sample_new / "era5_single-levels_2019-01.nc"
     raw = netcdf.open_netcdf(path)
     try:
@@ -244,11 +251,10 @@ def test_open_netcdf_reads_deflated_variables_directly(sample_new, monkeypatch):
         assert direct and set(direct) == set(direct_layouts(path, list(raw.data_vars)))
     finally:
         raw.close()
-    with open_file(path, chunk_bytes=2**20) as ds:
+    with open_file(path, options=ReadOptions(chunk_bytes=2**20)) as ds:
         got = {v: ds[v].values for v in ds.data_vars}
-        assert not any("_through" in k for k in ds["t2m"].data.dask.layers)
     monkeypatch.setattr(netcdf, "direct_layouts", lambda path, names: {})
-    with open_file(path, chunk_bytes=2**20) as ds:
+    with open_file(path, options=ReadOptions(chunk_bytes=2**20)) as ds:
         for v in ds.data_vars:
             assert got[v].tobytes() == ds[v].values.tobytes(), v
 
@@ -263,12 +269,12 @@ def test_a_damaged_chunk_is_an_error_naming_the_file(tmp_path):
     arr = H5ChunkArray(str(path), "a", direct_layouts(path, ["a"])["a"])
     with pytest.raises(InputError, match=rf"^{path}: variable 'a' \[0:11, 0:9, 0:14\] "
                                          "cannot be read .*damaged"):
-        arr._get(KEYS[0])
+        arr.basic(KEYS[0])
 
 
 def test_zlib_fallback_gives_the_same_values(variants, monkeypatch):
     """Where isal has no wheel the stdlib's zlib inflates: same values."""
     monkeypatch.setattr(h5chunks, "_inflate", zlib.decompress)
     layout = direct_layouts(variants, ["i2_deep"])["i2_deep"]
-    got = H5ChunkArray(str(variants), "i2_deep", layout)._get(KEYS[1])
+    got = H5ChunkArray(str(variants), "i2_deep", layout).basic(KEYS[1])
     assert got.tobytes() == _netcdf4_raw(variants, "i2_deep", KEYS[1]).tobytes()

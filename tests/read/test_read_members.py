@@ -11,6 +11,7 @@ import xarray as xr
 from era5cache.errors import InputError
 from era5cache.read.combine import open_era5
 from era5cache.read.normalise import open_file
+from era5cache.read.options import ReadOptions
 
 OFFSETS = (0.0, 1.5, -4.0)  # member k = the CDS field + OFFSETS[k]
 
@@ -46,19 +47,19 @@ def test_ensembles_are_refused_without_member(base, name):
                                          r"the recipe \(an index 0..2, or mean\)"):
         open_file(tmp / name)
     with pytest.raises(InputError, match=rf"{name}: member 3 asked for, the file holds 3"):
-        open_file(tmp / name, member=3)
+        open_file(tmp / name, options=ReadOptions(member=3))
 
 
 @pytest.mark.parametrize("name", ["eda.nc", "cdo.nc"])
 def test_one_member_or_the_mean(base, name):
     tmp, fields = base
     for k in (0, 2):
-        with open_file(tmp / name, member=k) as got:
+        with open_file(tmp / name, options=ReadOptions(member=k)) as got:
             assert sorted(got.data_vars) == ["sst", "t2m"] and "number" not in got.coords
             for v, field in fields.items():
                 np.testing.assert_allclose(got[v].values, field + OFFSETS[k], rtol=1e-6)
             assert got["t2m"].attrs["units"] == "K"
-    got = open_era5([tmp / name], member="mean").dataset
+    got = open_era5([tmp / name], options=ReadOptions(member="mean")).dataset
     assert sorted(got.data_vars) == ["sst", "t2m"]
     for v, field in fields.items():
         np.testing.assert_allclose(got[v].values, field + np.mean(OFFSETS), rtol=1e-6)

@@ -15,6 +15,7 @@ from era5cache.errors import InputError
 from era5cache.read.channels import select_channels
 from era5cache.read.combine import open_era5
 from era5cache.read.normalise import open_file
+from era5cache.read.options import ReadOptions
 
 
 def _raw_sorted(path, var):
@@ -133,7 +134,7 @@ def test_zip_archive_with_instant_and_accum_members(sample_new, tmp_path):
                  "data_stream-oper_stepType-instant.nc")
         zf.write(sample_new / "era5_pressure-levels_2019-01.nc",
                  "data_stream-oper_stepType-accum.nc")
-    e = open_era5([z], extract_dir=tmp_path / "x")
+    e = open_era5([z], options=ReadOptions(extract_dir=tmp_path / "x"))
     assert set(e.dataset.data_vars) == {"sst", "t2m", "z"}
 
 

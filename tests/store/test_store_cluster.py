@@ -63,25 +63,6 @@ def test_local_workers_fork_from_the_preloaded_server():
         assert i["trim"] == env["MALLOC_TRIM_THRESHOLD_"] and i["threads"] == "1"
 
 
-def _open_files_limit():
-    import xarray as xr
-
-    return xr.get_options()["file_cache_maxsize"]
-
-
-def test_job_limits_open_input_files_on_every_worker():
-    """Each open netCDF4 file keeps its chunk caches: the job caps the files a worker keeps
-    open (xarray's default is 128), on local workers and on any cluster it is given."""
-    from era5cache.store.forkserver import OPEN_FILES_PER_WORKER, limit_open_files
-
-    cfg = with_overrides(PreprocessConfig(), dask_workers=2, dask_memory_limit="1GiB")
-    with dask_client(cfg) as client:
-        before = set(client.run(_open_files_limit).values())
-        assert set(client.run(limit_open_files).values()) == {OPEN_FILES_PER_WORKER}
-        after = set(client.run(_open_files_limit).values())
-    assert before == {128} and after == {OPEN_FILES_PER_WORKER}
-
-
 def test_imports_frozen_pauses_collection_then_freezes():
     import gc
 

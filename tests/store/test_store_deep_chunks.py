@@ -16,11 +16,13 @@ from conftest import assert_matches_cdo, raw_decode, run_cli
 from era5cache.bench.layouts import read_each_chunk_once, write_layout
 from era5cache.config.recipe import PreprocessConfig
 from era5cache.errors import InputError
-from era5cache.read import h5chunks, keepopen, netcdf
+from era5cache.read import h5chunks, netcdf
 from era5cache.read.combine import open_era5
-from era5cache.read.normalise import open_file
+from era5cache.read.filecache import DEFAULT_CHUNK_CACHE_BYTES, FileCache
+from era5cache.read.normalise import open_file, open_parts
+from era5cache.read.options import ReadOptions
 from era5cache.store import inputs as store_inputs
-from era5cache.store.forkserver import NETCDF_CHUNK_CACHE, limit_open_files
+from era5cache.store.workerfiles import FileCachePlugin
 
 STEPS = 124  # January of the sample, 6-hourly
 
@@ -46,24 +48,30 @@ def test_layouts_are_what_they_claim(layouts):
         assert nc["t2m"].chunking() == [62, 91, 180] and nc["t2m"].dtype == np.float32
 
 
+def _slab(path, chunk_bytes):
+    """The slab bytes the file's part reports (:attr:`era5cache.read.normalise.Part`)."""
+    (part,) = open_parts(path, ReadOptions(chunk_bytes=chunk_bytes))
+    part.dataset.close()
+    return part.slab_bytes
+
+
 def test_deep_chunks_are_counted_and_values_decode(layouts):
     chunk = STEPS * 181 * 360 * 2  # int16
-    with open_file(layouts["mirror"], chunk_bytes=4 * 181 * 360 * 4) as ds:  # 4-step blocks
-        assert ds.encoding["disk_chunk_bytes"] == chunk
+    four = 4 * 181 * 360 * 4  # 4-step blocks
+    assert _slab(layouts["mirror"], four) == chunk
+    with open_file(layouts["mirror"], ReadOptions(chunk_bytes=four)) as ds:
         np.testing.assert_allclose(ds["t2m"].values, raw_decode(layouts["mirror"], "t2m")
                                    [:, ::-1], rtol=0, atol=1e-4)
     # blocks that take whole chunks need no cache
-    with open_file(layouts["cds"], chunk_bytes=62 * 181 * 360 * 4) as ds:
-        assert ds.encoding["disk_chunk_bytes"] == 0
+    assert _slab(layouts["cds"], 62 * 181 * 360 * 4) == 0
     # shallower blocks: every chunk of a time slab, across latitude and longitude
-    with open_file(layouts["cds"], chunk_bytes=4 * 181 * 360 * 4) as ds:
-        assert ds.encoding["disk_chunk_bytes"] == 62 * 91 * 180 * 4 * 2 * 2
+    assert _slab(layouts["cds"], four) == 62 * 91 * 180 * 4 * 2 * 2
     assert read_each_chunk_once(layouts["mirror"]) == STEPS * 181 * 360 * 4
 
 
 def test_chunk_memory_is_checked_before_any_work(layouts, monkeypatch):
     monkeypatch.setattr(store_inputs, "NETCDF_CHUNK_CACHE", 2**20)  # the sample is small
-    inputs = open_era5([layouts["mirror"]], chunk_bytes=4 * 181 * 360 * 4)
+    inputs = open_era5([layouts["mirror"]], options=ReadOptions(chunk_bytes=4 * 181 * 360 * 4))
     chunk = inputs.chunk_cache[0]
     assert inputs.chunk_cache == (STEPS * 181 * 360 * 2, layouts["mirror"])
     small = PreprocessConfig(dask={"memory_limit": "200MiB"})
@@ -83,17 +91,20 @@ def test_chunk_memory_is_checked_before_any_work(layouts, monkeypatch):
     inputs.close()
 
 
-def test_workers_get_a_chunk_cache_that_holds_the_chunk():
-    before = netCDF4.get_chunk_cache()
-    try:
-        limit_open_files(1, NETCDF_CHUNK_CACHE // 2)  # below the default: unchanged
-        assert netCDF4.get_chunk_cache() == before
-        limit_open_files(1, 400 * 10**6)
-        assert netCDF4.get_chunk_cache()[0] > 400 * 10**6
-        assert xr.get_options()["file_cache_maxsize"] == 1
-    finally:
-        netCDF4.set_chunk_cache(*before)
-        limit_open_files()
+def test_a_file_cache_gives_netcdf_a_chunk_cache_that_holds_the_chunk(layouts):
+    """netCDF4 files opened through a file cache whose chunk cache exceeds netCDF-C's
+    default get that much per variable (plus room); the default leaves netCDF's own."""
+    default = netCDF4.get_chunk_cache()[0]
+    for size, want in ((DEFAULT_CHUNK_CACHE_BYTES // 2, default),
+                       (400 * 10**6, int(400 * 10**6 * 1.05) + 2**20)):
+        files = FileCache(1, size)
+        manager = netcdf.netcdf_manager(str(layouts["cds"]), files)
+        try:
+            assert manager.acquire()["t2m"].get_var_chunk_cache()[0] == want
+            assert files.keys() == [("netCDF4", str(layouts["cds"]))]
+        finally:
+            manager.close()
+        assert len(files) == 0
 
 
 @pytest.mark.cdo
@@ -117,58 +128,63 @@ def _holds_open(path: str) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
 @pytest.mark.parametrize("reader", ["h5chunks", "netCDF4"])
 def test_a_worker_keeps_the_file_open_between_read_tasks(layouts, reader, monkeypatch):
-    """A worker keeps the file open after the blocks are read, until told to release it,
-    so that the deep chunk is inflated once: read by :mod:`era5cache.read.h5chunks`
-    (deflate, as here), which keeps the chunk decoded; or by netCDF4 (other filters), whose
-    manager the read tasks pin (xarray would close the file, dropping HDF5's chunk cache,
-    when the last task that references it is done). The process that opened the file
-    keeps nothing and closing closes it."""
+    """A worker keeps the file open in its file cache (its :class:`FileCachePlugin`) from
+    one read task to the next, so that the deep chunk is inflated once: read by
+    :mod:`era5cache.read.h5chunks` (deflate, as here), which keeps the chunk decoded; or by
+    netCDF4 (other filters), whose HDF5 chunk cache is kept with the file. The process that
+    opened the file holds it only until the dataset closes; unregistering the plugin (the
+    job's end) closes the worker's files."""
     from distributed import Client, LocalCluster
 
     if reader == "netCDF4":
         monkeypatch.setattr(netcdf, "direct_layouts", lambda path, names: {})
     path = os.path.realpath(layouts["mirror"])
+    files = FileCache(1, STEPS * 181 * 360 * 2)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        client.run(limit_open_files, 1, STEPS * 181 * 360 * 2)
-        with open_file(path, chunk_bytes=4 * 181 * 360 * 4) as ds:  # 31 blocks, one chunk
+        client.register_plugin(FileCachePlugin.like(files), name=files.name)
+        options = ReadOptions(chunk_bytes=4 * 181 * 360 * 4, files=files)  # 31 blocks
+        with open_file(path, options) as ds:
             got = ds["t2m"].astype(np.float64).sum(("lat", "lon")).compute().values
             assert list(client.run(_holds_open, path).values()) == [True]
-            pins = 1 if reader == "netCDF4" else 0
-            assert list(client.run(lambda: len(keepopen._KEPT)).values()) == [pins]
-            assert list(client.run(lambda: h5chunks.INFLATED[0]).values()) == [1 - pins]
-            assert _holds_open(path) and not keepopen._KEPT and not h5chunks._FILES
-        assert not _holds_open(path)
-        # the end of a job: a worker that outlives it (external cluster) lets go of the
-        # job's files (those this process opened), not of another job's
-        assert list(client.run(keepopen.release, os.getpid() + 1).values()) == [0]
-        assert list(client.run(keepopen.release, os.getpid()).values()) == [1]
+            (counts,) = client.run(_counts, files.name).values()
+            assert counts == ({"opened": 1} if reader == "netCDF4"
+                              else {"opened": 1, "inflated": 1})
+        assert not _holds_open(path) and len(files) == 0
+        client.unregister_worker_plugin(files.name)
         assert list(client.run(_holds_open, path).values()) == [False]
     want = raw_decode(layouts["mirror"], "t2m").astype(np.float32).astype(np.float64)
     np.testing.assert_allclose(got, want.sum(axis=(1, 2)), rtol=1e-12)
 
 
-def test_a_time_slab_of_split_chunks_is_kept_whole(layouts, monkeypatch):
+def _counts(name: str, dask_worker) -> dict:
+    return dict(dask_worker.plugins[name].cache.counts)
+
+
+def test_a_time_slab_of_split_chunks_is_kept_whole(layouts):
     """netCDF's default chunks (the CDS's) run deeper in time than a block and split each
     step in latitude and longitude: an open file keeps a whole time slab (every chunk a
     block touches, :func:`disk_chunk_bytes`), so that blocks read in order inflate each of
     the 2 x 4 chunks once; with room for one chunk they are inflated again block after
     block. Values as netCDF4 reads them."""
     path = str(layouts["cds"])
-    monkeypatch.setattr(h5chunks, "DEFAULT_CACHE_BYTES", 0)  # the sample's slab is 16 MB
     layout = h5chunks.direct_layouts(layouts["cds"], ["t2m"])["t2m"]
-    with open_file(path, chunk_bytes=4 * 181 * 360 * 4) as ds:
-        slab = ds.encoding["disk_chunk_bytes"]
+    slab = _slab(path, 4 * 181 * 360 * 4)
     want = raw_decode(layouts["cds"], "t2m").astype(np.float32)
     for budget, inflated in ((slab, 8), (layout.chunk_bytes, 4 * 31 + 4)):
-        monkeypatch.setattr(h5chunks, "INFLATED", [0])
-        limit_open_files(1, budget)
-        arr = h5chunks.H5ChunkArray(path, "t2m", layout, owner=-1)  # as in a worker
+        files = FileCache(1)
+        files.chunk_cache_bytes = budget  # below the default's floor: the sample is small
+        arr = _lazy(h5chunks.H5ChunkArray(path, "t2m", layout, files))
         try:
-            got = np.concatenate([arr._get((slice(a, a + 4), slice(None), slice(None)))
-                                  for a in range(0, STEPS, 4)])
+            got = np.concatenate([arr[a:a + 4].values for a in range(0, STEPS, 4)])
         finally:
-            h5chunks.release(-1)
-            limit_open_files()
+            files.close()
         np.testing.assert_array_equal(got, want)
-        assert h5chunks.INFLATED[0] == inflated
+        assert files.counts["inflated"] == inflated
+
+
+def _lazy(array) -> xr.Variable:
+    """A backend array as the lazy variable xarray makes of it (read where indexed)."""
+    from xarray.core.indexing import LazilyIndexedArray
+
+    return xr.Variable(("time", "lat", "lon"), LazilyIndexedArray(array))

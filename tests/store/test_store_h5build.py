@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from era5cache.format.h5 import CacheSpec
 from era5cache.grid import TARGET_LAT, TARGET_LON
 from era5cache.regrid.quality import all_nan_steps
 from era5cache.store.h5build import ChunkFeed, FeedClosed, H5Builder, build_h5
@@ -38,10 +39,14 @@ def store(tmp_path_factory):
     return path, times, np.stack([sst, t2m], axis=1)
 
 
+def _spec(times):
+    return CacheSpec(times, analyse(times, "6h"), tuple(CHANNELS), ATTRS, PERIODS, CHUNK)
+
+
 def _stream(path, times, data, order, with_block, max_bytes=512 * 2**20, tmp=None):
     feed = ChunkFeed(path, CHANNELS, CHUNK, STEPS, max_bytes=max_bytes)
     out = tmp / "streamed.h5"
-    builder = H5Builder(feed, out, times, analyse(times, "6h"), PERIODS, ATTRS)
+    builder = H5Builder(feed, _spec(times), out)
     for k in order:
         block = data[k * CHUNK:(k + 1) * CHUNK].copy() if with_block(k) else None
         feed.put(k, block)
@@ -57,7 +62,7 @@ def _stream(path, times, data, order, with_block, max_bytes=512 * 2**20, tmp=Non
 def test_streamed_build_equals_build_from_store(store, tmp_path, order, with_block, max_bytes):
     path, times, data = store
     ref = tmp_path / "ref.h5"
-    ref_stats = build_h5(path, ref, CHANNELS, analyse(times, "6h"), PERIODS, CHUNK, ATTRS)
+    ref_stats = build_h5(path, ref, _spec(times))
     stats, feed, out = _stream(path, times, data, order, with_block, max_bytes, tmp_path)
     assert out.read_bytes() == ref.read_bytes()  # same bytes, statistics included
     for name in ("mean", "std", "diff_std", "count"):
@@ -81,7 +86,7 @@ def test_abandoned_builder_lets_go(store, tmp_path):
     path, times, data = store
     feed = ChunkFeed(path, CHANNELS, CHUNK, STEPS)
     out = tmp_path / "abandoned.h5"
-    builder = H5Builder(feed, out, times, analyse(times, "6h"), PERIODS, ATTRS)
+    builder = H5Builder(feed, _spec(times), out)
     feed.put(0, data[:CHUNK].copy())
     builder.abandon()  # chunk 1 never comes: the writer gives up and closes the file
     with pytest.raises(FeedClosed):

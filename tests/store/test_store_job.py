@@ -3,8 +3,8 @@ against CDO remapcon, a float64 recomputation of the statistics and raw memory m
 
 from __future__ import annotations
 
-import importlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -173,6 +173,14 @@ def test_global_realdata_file_runs(tmp_path):
     assert float(ds["t2m"].sel(lat=41, lon=61).values[0]) == pytest.approx(want, rel=1e-6)
 
 
+def _job_files(dask_worker) -> list[str]:
+    """The job's file-cache plugins a worker still has, and the NetCDF files it holds open."""
+    fds = Path("/proc/self/fd")
+    held = [os.path.realpath(fds / fd) for fd in os.listdir(fds)]
+    return ([n for n in dask_worker.plugins if n.startswith("era5cache-files")]
+            + [f for f in held if f.endswith(".nc")])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -202,8 +210,8 @@ def test_external_scheduler_gives_identical_output(cache, sample_new, tmp_path):
         recipe = _recipe(tmp_path, sample_new, out)
         run_cli("preprocess", recipe, "--scheduler", addr, "--no-progress")
         with Client(addr, timeout="30s") as c:  # the workers outlive the job: files let go
-            kept = c.run(lambda: len(importlib.import_module("era5cache.read.keepopen")._KEPT))
-        assert sorted(kept.values()) == [0, 0]
+            kept = c.run(_job_files)
+        assert list(kept.values()) == [[], []]
     finally:
         for p in reversed(procs):
             p.terminate()

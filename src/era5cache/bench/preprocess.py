@@ -209,7 +209,7 @@ def _layouts(work: Path, quick: bool, cdo: str | None, env: dict, workers: int) 
             t0 = time.perf_counter()
             nbytes = decode_grib_once(path) if kind == "grib" else read_each_chunk_once(path)
             plain = time.perf_counter() - t0
-            inputs_read = open_era5([path], chunk_bytes=TARGET_CHUNK_BYTES)
+            inputs_read = open_era5([path])  # the default read blocks
             cache = inputs_read.chunk_cache[0]  # what the job holds per worker
             inputs_read.close()
             limit = max(2 * 2**30, chunk_memory_need(cache, TARGET_CHUNK_BYTES))

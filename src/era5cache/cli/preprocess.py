@@ -30,6 +30,9 @@ def add(sub) -> None:
                     help="rebuild even if the cache was made from the same inputs")
     pp.add_argument("--all-nan-steps", choices=("fail", "skip"),
                     help="time steps with no valid value: fail (default) or record and skip")
+    pp.add_argument("--in-process", action="store_true",
+                    help="run in this process and thread, without a Dask cluster (small "
+                         "jobs, debugging: the same bytes, one core)")
     pp.add_argument("--no-progress", action="store_true")
 
 
@@ -48,7 +51,7 @@ def _start_workers_early(args) -> None:
     except ConfigError:
         return
     dask = dask if isinstance(dask, dict) else {}
-    if args.scheduler or dask.get("scheduler"):
+    if args.scheduler or args.in_process or dask.get("scheduler"):
         return
     try:
         start_fork_server(args.memory_limit or dask.get("memory_limit") or DEFAULT_MEMORY_LIMIT)
@@ -68,16 +71,18 @@ def run(args) -> int:
         dask_workers=args.workers, dask_memory_limit=args.memory_limit,
         dask_dashboard=args.dashboard)
     from ..store.cluster import BackgroundClient
+    from ..store.runners import DaskRunner, InProcessRunner
 
-    cluster = BackgroundClient(cfg)  # boots while the job's modules are imported
+    runner = InProcessRunner() if args.in_process else DaskRunner(
+        BackgroundClient(cfg), cfg.dask.memory_limit)  # boots while the job's modules load
     try:
         with imports_frozen():
             from ..store import job
     except BaseException:
-        cluster.close()
+        runner.close()
         raise
     r = job.run(cfg, progress=not args.no_progress, append=args.append, force=args.force,
-                cluster=cluster)
+                runner=runner)
     if r.status == "up to date":
         print(f"{r.output}: up to date ({r.n_time} steps made from the same inputs and "
               "settings); --force rebuilds it")

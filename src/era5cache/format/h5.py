@@ -47,12 +47,34 @@ class CacheStats:
         }
 
 
-def write_h5(read_block: Callable[[int, int], np.ndarray], times: np.ndarray, h5_path: Path,
-             channels: list[str], axis: TimeAxis, periods: Periods, block_steps: int,
-             channel_attrs: dict[str, dict]) -> CacheStats:
-    """Write the cache from ``read_block(a, b)`` -> (b - a, channel, 80, 180) float32 blocks
-    at ``times`` (datetime64[s]); statistics over ``periods.train``."""
-    nt, nc = times.size, len(channels)
+@dataclass(frozen=True)
+class CacheSpec:
+    """What a cache file holds besides its values.
+
+    Args:
+        times: its time steps, datetime64[s] ascending; ``axis`` their analysis (step,
+            gaps: :func:`era5cache.timeaxis.analyse`).
+        channels: the channel axis, in order; ``channel_attrs`` each one's CF attributes
+            (``units``, ``long_name``; missing ones stored as '').
+        periods: the train/val/test periods; the statistics cover ``periods.train``.
+        block_steps: time steps written (and read from the source) at a time.
+    """
+
+    times: np.ndarray
+    axis: TimeAxis
+    channels: tuple[str, ...]
+    channel_attrs: dict[str, dict]
+    periods: Periods
+    block_steps: int
+
+
+def write_h5(read_block: Callable[[int, int], np.ndarray], spec: CacheSpec,
+             h5_path: Path) -> CacheStats:
+    """Write the cache ``h5_path`` from ``read_block(a, b)`` -> (b - a, channel, 80, 180)
+    float32 blocks of steps ``a:b`` of ``spec.times``, NaN where missing; returns the
+    statistics (``/mean``, ``/std``: NaN-aware over ``spec.periods.train``)."""
+    times, channels, periods, axis = spec.times, list(spec.channels), spec.periods, spec.axis
+    nt, nc, block_steps = times.size, len(channels), spec.block_steps
     masks = periods.masks(times)
     train = masks["train"]
     consecutive = np.zeros(nt, dtype=bool)  # consecutive[i]: step i follows step i-1
@@ -90,7 +112,8 @@ def write_h5(read_block: Callable[[int, int], np.ndarray], times: np.ndarray, h5
                              track_times=False)
         for key, val in (("units", "units"), ("long_name", "long_name")):
             f.create_dataset(key, data=np.array(
-                [str(channel_attrs.get(ch, {}).get(val, "")) for ch in channels], dtype=object),
+                [str(spec.channel_attrs.get(ch, {}).get(val, "")) for ch in channels],
+                dtype=object),
                 dtype=h5py.string_dtype("utf-8"), track_times=False)
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["grid"] = GRID_DESCRIPTION

@@ -18,8 +18,8 @@ from .blocks import TARGET_CHUNK_BYTES
 from .channels import all_channels, levels_as_variables
 from .expver import FINAL, PRELIMINARY
 from .files import expand_inputs
-from .members import Member
 from .normalise import open_parts
+from .options import DEFAULT_OPTIONS, ReadOptions
 from .physical import check_units
 
 
@@ -61,9 +61,7 @@ class Era5Inputs:
 
 
 def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | None = None,
-              chunk_bytes: int = TARGET_CHUNK_BYTES, extract_dir: Path | None = None,
-              align_steps: int | None = None, max_block_bytes: int | None = None,
-              member: Member = None) -> Era5Inputs:
+              options: ReadOptions = DEFAULT_OPTIONS) -> Era5Inputs:
     """Open and combine ERA5 files into one normalised dataset.
 
     Rules: files are decoded one by one and then concatenated along time per product (files
@@ -71,41 +69,38 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
     ERA5T; duplicates with the same expver must be identical (else :class:`InputError`
     naming both files); all files must share one grid; every variable must cover every step.
     ``variables`` restricts the ERA5 short names kept. The time axis is analysed (step, gaps,
-    irregular steps) but not enforced here: callers decide. ``chunk_bytes``,
-    ``align_steps`` and ``max_block_bytes``: the read blocks (:func:`block_steps`);
-    ``member``: which ensemble member (:mod:`.members`). A GRIB file gives one part per
-    variable (:func:`.grib.open_grib`), combined like files of one variable each.
+    irregular steps) but not enforced here: callers decide. ``options``: the read blocks,
+    the ensemble member, the file cache (:class:`.options.ReadOptions`). A GRIB file gives
+    one part per variable (:func:`.grib.open_grib`), combined like files of one variable
+    each.
     """
-    files = expand_inputs([str(p) for p in paths], extract_dir)
-    opened: list[tuple[Path, xr.Dataset]] = []
-    grid: tuple[Path, SourceGrid] | None = None
-    available: dict[str, None] = {}  # (an ordered set)
-    for f in files:
-        for ds in open_parts(f, chunk_bytes, align_steps, max_block_bytes, member):
-            available.update(dict.fromkeys(all_channels(ds)))
-            if variables is not None:
-                keep = [v for v in ds.data_vars if v in variables]
-                if not keep:
-                    ds.close()
-                    continue
-                ds = ds[keep]
-            check_units(ds, f)
-            g = SourceGrid(ds["lat"].values, ds["lon"].values)
-            if grid is None:
-                grid = (f, g)
-            elif not grid[1].same_as(g):
-                raise InputError(f"{f}: grid {g.describe()} differs from {grid[0]} "
-                                 f"({grid[1].describe()}); regrid them in separate runs")
-            opened.append((f, ds))
+    files = expand_inputs([str(p) for p in paths], options.extract_dir)
+    opened, available, per_file = _open_each(files, variables, options)
     closers = tuple(ds.close for _, ds in opened)
-    per_file: dict[Path, int] = {}
-    for f, ds in opened:
-        per_file[f] = per_file.get(f, 0) + int(ds.encoding.get("disk_chunk_bytes", 0))
     biggest = max(per_file, key=per_file.get) if per_file else None
     if not opened:
         raise InputError(f"{files[0] if files else paths}: none of the inputs holds "
                          f"the requested variables {', '.join(variables)} (they hold: "
                          f"{', '.join(available) or 'nothing'})")
+    merged, first_src, dropped = _combined(opened)
+    return Era5Inputs(
+        dataset=merged,
+        files=tuple(files),
+        source=first_src,
+        axis=analyse(merged["time"].values.astype("datetime64[s]")),
+        dropped_duplicates=dropped,
+        closers=closers,
+        chunk_cache=(per_file[biggest], biggest) if biggest is not None else (0, None),
+        available=tuple(available),
+    )
+
+
+def _combined(opened: list[tuple[Path, xr.Dataset]]
+              ) -> tuple[xr.Dataset, np.ndarray, int]:
+    """The opened parts as one dataset: concatenated along time per product (parts of the
+    same variables), duplicates resolved (:func:`_concat_dedup`), products merged, a step
+    final only where every product has it final; with the file of each step of the first
+    product, and the number of duplicate steps dropped."""
     groups: dict[tuple[str, ...], list[tuple[Path, xr.Dataset]]] = {}
     for f, ds in opened:
         groups.setdefault(tuple(sorted(ds.data_vars)), []).append((f, ds))
@@ -138,17 +133,38 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
                       combine_attrs="drop_conflicts")
     merged = merged.assign_coords(expver=("time", ev))
     merged.attrs = dict(base.attrs)
-    first_src = sources[next(iter(base.data_vars))]
-    return Era5Inputs(
-        dataset=merged,
-        files=tuple(files),
-        source=first_src,
-        axis=analyse(merged["time"].values.astype("datetime64[s]")),
-        dropped_duplicates=dropped,
-        closers=closers,
-        chunk_cache=(per_file[biggest], biggest) if biggest is not None else (0, None),
-        available=tuple(available),
-    )
+    return merged, sources[next(iter(base.data_vars))], dropped
+
+
+def _open_each(files: list[Path], variables: list[str] | None, options: ReadOptions
+               ) -> tuple[list[tuple[Path, xr.Dataset]], dict[str, None], dict[Path, int]]:
+    """Each file's parts (:func:`.normalise.open_parts`) holding any of ``variables``,
+    units checked, on one grid; every channel the files hold (an ordered set); each file's
+    slab bytes (:attr:`.normalise.Part.slab_bytes`)."""
+    opened: list[tuple[Path, xr.Dataset]] = []
+    grid: tuple[Path, SourceGrid] | None = None
+    available: dict[str, None] = {}
+    per_file: dict[Path, int] = {}
+    for f in files:
+        for part in open_parts(f, options):
+            ds = part.dataset
+            available.update(dict.fromkeys(all_channels(ds)))
+            if variables is not None:
+                keep = [v for v in ds.data_vars if v in variables]
+                if not keep:
+                    ds.close()
+                    continue
+                ds = ds[keep]
+            check_units(ds, f)
+            g = SourceGrid(ds["lat"].values, ds["lon"].values)
+            if grid is None:
+                grid = (f, g)
+            elif not grid[1].same_as(g):
+                raise InputError(f"{f}: grid {g.describe()} differs from {grid[0]} "
+                                 f"({grid[1].describe()}); regrid them in separate runs")
+            opened.append((f, ds))
+            per_file[f] = per_file.get(f, 0) + part.slab_bytes
+    return opened, available, per_file
 
 
 def _listed(values) -> str:

@@ -36,6 +36,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
+from .filecache import Files
 from .gribfields import GribFieldArray, field_variable
 
 GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb1", ".grb2")
@@ -200,17 +201,43 @@ def _groups(messages: list[Message]) -> dict[tuple, list[Message]]:
             for name in sorted(by_name)}
 
 
-def open_grib(path: Path) -> list[xr.Dataset]:
+def open_grib(path: Path, files: Files | None = None) -> list[xr.Dataset]:
     """The raw parts of one GRIB file, one dataset per variable and group (see the module
     docstring): dimensions ``valid_time``, ``number`` for ensembles, ``isobaricInhPa`` for
     pressure levels, ``latitude``, ``longitude`` (in the messages' scanning order); an
     ``expver`` coordinate per step where the messages carry one; the variables' ``units``
     as eccodes gives them. Lazy: each read decodes the messages it needs
-    (:mod:`.gribfields`). Nothing is written: no index file beside the input or elsewhere."""
+    (:mod:`.gribfields`), the file kept open between reads by ``files``
+    (:mod:`.filecache`) where given. Nothing is written: no index file beside the input or
+    elsewhere."""
     messages = scan(path)
     first = messages[0]
     head = _header(path, first)
-    ni, nj, lat0, lon0, lat1, lon1 = first.grid
+    fields = _fields(first.grid, head, files)
+    groups = _groups(messages)
+    _check_level_types(path, groups)
+    parts = []
+    for (level_type, _, expver, _, name), msgs in groups.items():
+        attrs = head if msgs[0] is first else _header(path, msgs[0])
+        parts.append(_part(path, msgs, (level_type, expver, name), fields, attrs))
+    return parts
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """What every message of a file shares: its grid ``(nj, ni)``, the coordinates of the
+    grid's points, whether values run column by column, the file cache."""
+
+    grid: tuple[int, int]
+    coords: dict
+    columns_first: bool
+    files: Files | None
+
+
+def _fields(grid: tuple, head: dict, files: Files | None) -> _Fields:
+    """The :class:`_Fields` of a file whose first message has the scanned ``grid`` and
+    the header keys ``head`` (:func:`_header`)."""
+    ni, nj, lat0, lon0, lat1, lon1 = grid
     if head["iScansNegatively"] == 0 and lon1 < lon0:
         lon1 += 360.0  # the grid crosses the meridian where the file's longitudes wrap
     elif head["iScansNegatively"] == 1 and lon1 > lon0:
@@ -219,14 +246,7 @@ def open_grib(path: Path) -> list[xr.Dataset]:
                            {"units": "degrees_north", "long_name": "latitude"}),
               "longitude": ("longitude", np.linspace(lon0, lon1, ni),
                             {"units": "degrees_east", "long_name": "longitude"})}
-    groups = _groups(messages)
-    _check_level_types(path, groups)
-    parts = []
-    for (level_type, _, expver, _, name), msgs in groups.items():
-        attrs = head if msgs[0] is first else _header(path, msgs[0])
-        parts.append(_part(path, msgs, level_type, expver, name, (nj, ni), coords,
-                           attrs, bool(head["jPointsAreConsecutive"])))
-    return parts
+    return _Fields((nj, ni), coords, bool(head["jPointsAreConsecutive"]), files)
 
 
 def _check_level_types(path: Path, groups: dict[tuple, list[Message]]) -> None:
@@ -242,11 +262,12 @@ def _check_level_types(path: Path, groups: dict[tuple, list[Message]]) -> None:
                              "variable: split the file (grib_copy -w typeOfLevel=...)")
 
 
-def _part(path: Path, msgs: list[Message], level_type: str, expver: str | None, name: str,
-          grid: tuple[int, int], coords: dict, head: dict, columns_first: bool
-          ) -> xr.Dataset:
-    """One variable of one group as a dataset over a :class:`.gribfields.GribFieldArray`;
-    :class:`InputError` where its messages leave a cell of the hypercube empty."""
+def _part(path: Path, msgs: list[Message], key: tuple[str, str | None, str],
+          fields: _Fields, head: dict) -> xr.Dataset:
+    """One variable of one group, ``key`` = (level type, expver, name), as a dataset over
+    a :class:`.gribfields.GribFieldArray`; :class:`InputError` where its messages leave a
+    cell of the hypercube empty."""
+    level_type, expver, name = key
     times = np.unique(np.array([m.valid for m in msgs], dtype="datetime64[s]"))
     axes: list[tuple[str, np.ndarray]] = [("valid_time", times)]
     numbers = np.unique([m.number for m in msgs])
@@ -273,9 +294,10 @@ def _part(path: Path, msgs: list[Message], level_type: str, expver: str | None, 
             f"step and level: {missing} of {offsets.size} (step, member, level) fields are "
             "missing")
     dims = tuple(d for d, _ in axes) + ("latitude", "longitude")
-    array = GribFieldArray(path, offsets, lengths, grid, columns_first)
+    array = GribFieldArray(path, offsets, lengths, fields.grid, fields.columns_first,
+                           fields.files)
     attrs = {"units": head["units"], "long_name": head["name"]}
-    ds = xr.Dataset({name: field_variable(array, dims, attrs)}, coords=coords)
+    ds = xr.Dataset({name: field_variable(array, dims, attrs)}, coords=fields.coords)
     ds = ds.assign_coords(valid_time=("valid_time", times.astype("datetime64[ns]")))
     if numbers.size > 1:
         ds = ds.assign_coords(number=("number", numbers))

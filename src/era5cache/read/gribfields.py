@@ -13,13 +13,17 @@ arrays.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
+
+from .filecache import Files
 
 # what eccodes writes where the bitmap says missing, then NaN (as cfgrib)
 MISSING = float(np.finfo(np.float32).max)
@@ -31,8 +35,10 @@ class GribFieldArray(BackendArray):
     Picklable (a path and two small arrays), so Dask workers read it themselves."""
 
     def __init__(self, path: Path, offsets: np.ndarray, lengths: np.ndarray,
-                 grid: tuple[int, int], columns_first: bool = False):
+                 grid: tuple[int, int], columns_first: bool = False,
+                 files: Files | None = None):
         self.path = str(path)
+        self.files = files  # keeps the file open between reads (:mod:`.filecache`)
         self.offsets, self.lengths = offsets.astype(np.int64), lengths.astype(np.int64)
         self.shape = (*offsets.shape, *grid)
         self.dtype = np.dtype(np.float32)
@@ -48,15 +54,34 @@ class GribFieldArray(BackendArray):
         nj, ni = self.shape[-2:]
         first = np.empty((nj, ni), np.float32)[rows, cols]  # the shape of one field's part
         out = np.empty(offsets.shape + first.shape, np.float32)
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
+        with self._opened() as fd:
             for idx in np.ndindex(offsets.shape):
                 field = decode_message(os.pread(fd, int(lengths[idx]), int(offsets[idx])),
                                        nj, ni, self.columns_first)
                 out[idx] = field[rows, cols]
+        return out
+
+    @contextlib.contextmanager
+    def _opened(self) -> Iterator[int]:
+        """A descriptor of the file: the file cache's, else one opened for this read."""
+        if self.files is not None:
+            yield self.files.get(("fd", self.path), lambda: Descriptor(self.path)).fd
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            yield fd
         finally:
             os.close(fd)
-        return out
+
+
+class Descriptor:
+    """A file open read-only as an OS descriptor (``pread`` needs no lock)."""
+
+    def __init__(self, path: str):
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def decode_message(data: bytes, nj: int, ni: int, columns_first: bool = False) -> np.ndarray:

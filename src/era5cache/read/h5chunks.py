@@ -15,21 +15,20 @@ Values are the stored ones, bit for bit what netCDF4 returns with automatic mask
 (``_FillValue``, packing) happens above, in xarray or :mod:`.packed`.
 
 Pure functions (:func:`decode_chunk`, :func:`read_region`) are separate from the xarray
-adapter (:class:`H5ChunkArray`, :class:`DirectStore`). In a process other than the one that
-opened the file (a Dask worker), the h5py file stays open for the job, and a chunk that a
-read only partly covers (a mirror's month-deep chunk, read a block of steps at a time) is
-kept inflated for the next read, up to :func:`configure`'s budget per file, so that it is
-inflated once per worker; :func:`release` closes a job's files. Memory: a chunk's stored
+adapter (:class:`H5ChunkArray`, :class:`DirectStore`). With a file cache
+(:mod:`.filecache`: each Dask worker's for the job), the h5py file stays open for the job,
+and a chunk that a read only partly covers (a mirror's month-deep chunk, read a block of
+steps at a time) is kept inflated for the next read, up to the cache's
+``chunk_cache_bytes`` per file, so that it is inflated once per worker. Memory: a chunk's stored
 and inflated bytes while it inflates (for the 744-step int16 mirror chunk, 1.06 + 1.54 GB),
 then the inflated bytes while it is kept.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import zlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
+from .filecache import Files
 
 try:  # ISA-L's inflate: same output as zlib's
     from isal.isal_zlib import decompress as _inflate
@@ -47,8 +47,6 @@ except ImportError:  # pragma: no cover - machines without isal wheels (pyprojec
 
 DEFLATE, SHUFFLE = 1, 2  # HDF5 filter ids (H5Z_FILTER_DEFLATE, H5Z_FILTER_SHUFFLE)
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-DEFAULT_CACHE_BYTES = 64 * 2**20  # per open file, as netCDF-C's default chunk cache
-DEFAULT_OPEN_FILES = 4
 DIRECT = "era5cache_h5chunks"  # encoding key of the variables read here
 
 
@@ -156,15 +154,17 @@ def read_region(layout: ChunkLayout, region: tuple[slice, ...],
     return out
 
 
-class _OpenFile:
-    """An h5py file kept open in a worker, with its partly read chunks kept inflated (least
-    recently used dropped first, at most ``budget`` bytes)."""
+class OpenH5:
+    """An h5py file kept open in a :class:`.filecache.FileCache`, with its partly read
+    chunks kept inflated (least recently used dropped first, at most ``budget`` bytes);
+    ``counts["inflated"]`` counts the chunks it inflates."""
 
-    def __init__(self, path: str, budget: int):
+    def __init__(self, path: str, budget: int, counts: Counter | None = None):
         import h5py
 
         self.file = h5py.File(path, "r")
         self.budget = budget
+        self.counts = Counter() if counts is None else counts
         self.chunks: OrderedDict[tuple, InflatedChunk] = OrderedDict()
         self.lock = threading.Lock()
 
@@ -177,6 +177,8 @@ class _OpenFile:
             self.chunks.move_to_end(key)
             return self.chunks[key]
         found = read_chunk(self.file[name], layout, origin)
+        if found is not None:
+            self.counts["inflated"] += 1
         if not whole and found is not None and found.nbytes <= self.budget:
             while self.chunks and sum(c.nbytes for c in self.chunks.values()) \
                     + found.nbytes > self.budget:
@@ -189,69 +191,24 @@ class _OpenFile:
         self.file.close()
 
 
-INFLATED = [0]  # chunks this process inflated (diagnostics and tests)
-
-
 def read_chunk(dset, layout: ChunkLayout, origin: tuple[int, ...]) -> InflatedChunk | None:
     """The chunk of h5py dataset ``dset`` at ``origin``, inflated; None where never
     written."""
     if dset.id.get_chunk_info_by_coord(origin).byte_offset is None:
         return None
-    INFLATED[0] += 1
     return decode_chunk(dset.id.read_direct_chunk(origin), layout)
-
-
-# this process's open files: (opening process, path) -> _OpenFile; least recently used first
-_FILES: OrderedDict[tuple[int, str], _OpenFile] = OrderedDict()
-_FILES_LOCK = threading.Lock()
-_settings = {"files": DEFAULT_OPEN_FILES, "cache": DEFAULT_CACHE_BYTES}
-
-
-def configure(open_files: int = DEFAULT_OPEN_FILES, cache_bytes: int = 0) -> None:
-    """At most ``open_files`` files kept open in this process, each keeping up to
-    ``cache_bytes`` of inflated chunks (at least :data:`DEFAULT_CACHE_BYTES`); files beyond
-    the count are closed, least recently used first. Run on the workers before a job
-    (:func:`era5cache.store.forkserver.limit_open_files`)."""
-    _settings["files"] = max(1, open_files)
-    _settings["cache"] = max(cache_bytes, DEFAULT_CACHE_BYTES)
-    with _FILES_LOCK:
-        _trim()
-
-
-def _trim() -> None:
-    while len(_FILES) > _settings["files"]:
-        _FILES.popitem(last=False)[1].close()
-
-
-def _kept_file(owner: int, path: str) -> _OpenFile:
-    with _FILES_LOCK:
-        f = _FILES.get((owner, path))
-        if f is None:
-            f = _FILES[(owner, path)] = _OpenFile(path, _settings["cache"])
-            _trim()
-        _FILES.move_to_end((owner, path))
-        return f
-
-
-def release(owner: int | None = None) -> int:
-    """Close the files this process keeps open for the job whose process is ``owner``
-    (None: all); how many (:func:`era5cache.read.keepopen.release` calls it)."""
-    with _FILES_LOCK:
-        keys = [k for k in _FILES if owner is None or k[0] == owner]
-        for k in keys:
-            _FILES.pop(k).close()
-    return len(keys)
 
 
 class H5ChunkArray(xr.backends.BackendArray):
     """Lazy array of one variable read through :func:`read_region` (an xarray
-    ``BackendArray``: basic indexing). Pickles small (path, name, layout, opening process).
-    In the process that opened the file, each read opens and closes the file; elsewhere
-    the file is kept open (:func:`_kept_file`)."""
+    ``BackendArray``: basic indexing). Pickles small (path, name, layout, the file cache's
+    name). With a file cache (``files``, :mod:`.filecache`) the file stays open in it and
+    chunks partly read stay inflated (:class:`OpenH5`); without, each read opens and closes
+    the file."""
 
-    def __init__(self, path: str, name: str, layout: ChunkLayout, owner: int | None = None):
-        self.path, self.name, self.layout = path, name, layout
-        self.owner = os.getpid() if owner is None else owner
+    def __init__(self, path: str, name: str, layout: ChunkLayout,
+                 files: Files | None = None):
+        self.path, self.name, self.layout, self.files = path, name, layout, files
         self.shape = layout.shape
         self.dtype = layout.dtype.newbyteorder("=")
 
@@ -259,9 +216,9 @@ class H5ChunkArray(xr.backends.BackendArray):
         from xarray.core import indexing
 
         return indexing.explicit_indexing_adapter(key, self.shape,
-                                                  indexing.IndexingSupport.BASIC, self._get)
+                                                  indexing.IndexingSupport.BASIC, self.basic)
 
-    def _get(self, key: tuple) -> np.ndarray:
+    def basic(self, key: tuple) -> np.ndarray:
         """``key``: an int or a slice (any step) per dimension; reads the span it covers."""
         ranges = [range(*k.indices(n)) if isinstance(k, slice) else int(k) % n
                   for k, n in zip(key, self.shape, strict=True)]
@@ -283,14 +240,16 @@ class H5ChunkArray(xr.backends.BackendArray):
         """:func:`read_region`; a chunk that cannot be read or inflated (a damaged or
         truncated file) is an :class:`InputError` naming the file and the variable."""
         try:
-            if os.getpid() == self.owner:  # the opening process keeps nothing open
+            if self.files is None:
                 import h5py
 
                 with h5py.File(self.path, "r") as h5:
                     dset = h5[self.name]
                     return read_region(self.layout, region, lambda origin, whole: read_chunk(
                         dset, self.layout, origin))
-            f = _kept_file(self.owner, self.path)
+            files = self.files
+            f = files.get(("h5py", self.path),
+                          lambda: OpenH5(self.path, files.chunk_cache_bytes, files.counts))
             with f.lock:
                 return read_region(self.layout, region, lambda origin, whole: f.chunk(
                     self.name, self.layout, origin, whole))
@@ -329,8 +288,9 @@ class DirectStore(xr.backends.common.AbstractDataStore):
     variables, attributes, encodings) as ``store`` (a ``NetCDF4DataStore``) does; closing
     it closes ``store``."""
 
-    def __init__(self, store, path: Path, layouts: dict[str, ChunkLayout]):
-        self.store, self.path, self.layouts = store, path, layouts
+    def __init__(self, store, path: Path, layouts: dict[str, ChunkLayout],
+                 files: Files | None = None):
+        self.store, self.path, self.layouts, self.files = store, path, layouts, files
 
     def load(self):
         from xarray.core import indexing
@@ -341,7 +301,8 @@ class DirectStore(xr.backends.common.AbstractDataStore):
             v = variables[name]
             if v.shape != layout.shape:  # not the dataset netCDF4 reads (never seen)
                 continue
-            arr = indexing.LazilyIndexedArray(H5ChunkArray(str(self.path), name, layout))
+            arr = indexing.LazilyIndexedArray(H5ChunkArray(str(self.path), name, layout,
+                                                                  self.files))
             variables[name] = xr.Variable(v.dims, arr, v.attrs, v.encoding | {DIRECT: True})
         return variables, attrs
 

@@ -13,19 +13,19 @@ a legacy ``expver`` dimension and comparing duplicate steps.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from ..errors import InputError
-from .blocks import TARGET_CHUNK_BYTES, block_steps, disk_chunk_bytes, time_chunk_depth
+from .blocks import block_steps, disk_chunk_bytes, time_chunk_depth
 from .expver import FINAL, collapse_expver_dim, expver_str
 from .grib import is_grib, open_grib
-from .h5chunks import DIRECT
-from .keepopen import keep_open
 from .members import Member, mean_of_members, pick_member
-from .netcdf import KEEP_OPEN, open_netcdf
+from .netcdf import open_netcdf
+from .options import DEFAULT_OPTIONS, ReadOptions
 from .packed import CODING_ATTRS, decode_packed, decode_table, is_raw_packed
 
 TIME_NAMES = ("valid_time", "time")
@@ -48,29 +48,33 @@ def _find(ds: xr.Dataset, names: tuple[str, ...], units: tuple[str, ...] = ()) -
     return None
 
 
-def open_parts(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
-               align_steps: int | None = None, max_block_bytes: int | None = None,
-               member: Member = None) -> list[xr.Dataset]:
+@dataclass(frozen=True)
+class Part:
+    """One normalised dataset of a file, and ``slab_bytes``: what keeping its compressed
+    chunks decompressed costs an open file (:func:`.blocks.disk_chunk_bytes`) where its read
+    blocks do not take whole chunks (chunks deeper in time than a block), else 0."""
+
+    dataset: xr.Dataset
+    slab_bytes: int = 0
+
+
+def open_parts(path: str | os.PathLike, options: ReadOptions = DEFAULT_OPTIONS) -> list[Part]:
     """Open one ERA5 file, NetCDF or GRIB (:func:`.grib.is_grib`), normalised (see module
-    docstring): one dataset for NetCDF, one per variable and message group for GRIB
-    (:func:`.grib.open_grib`). Lazy (Dask): read blocks of about ``chunk_bytes`` decoded,
-    aligned to ``align_steps`` and to the file's own time chunks where those fit in
-    ``max_block_bytes`` (:func:`block_steps`). An ensemble gives the ``member`` asked for
-    (:mod:`.members`)."""
+    docstring): one part for NetCDF, one per variable and message group for GRIB
+    (:func:`.grib.open_grib`). Lazy (Dask): read blocks as ``options`` say
+    (:func:`.blocks.block_steps`); an ensemble gives the member asked for (:mod:`.members`)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
-    raws = open_grib(path) if is_grib(path) else [open_netcdf(path)]
-    return [normalise(raw, path, chunk_bytes, align_steps, max_block_bytes, member)
-            for raw in raws]
+    raws = open_grib(path, options.files) if is_grib(path) else [
+        open_netcdf(path, options.files)]
+    return [normalise(raw, path, options) for raw in raws]
 
 
-def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
-              align_steps: int | None = None, max_block_bytes: int | None = None,
-              member: Member = None) -> xr.Dataset:
+def open_file(path: str | os.PathLike, options: ReadOptions = DEFAULT_OPTIONS) -> xr.Dataset:
     """:func:`open_parts` as one dataset: a GRIB file's parts merged (their time steps must
     agree, else :class:`InputError`)."""
-    parts = open_parts(path, chunk_bytes, align_steps, max_block_bytes, member)
+    parts = [p.dataset for p in open_parts(path, options)]
     if len(parts) == 1:
         return parts[0]
     try:
@@ -83,13 +87,46 @@ def open_file(path: str | os.PathLike, chunk_bytes: int = TARGET_CHUNK_BYTES,
     return merged
 
 
-def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES,
-              align_steps: int | None = None, max_block_bytes: int | None = None,
-              member: Member = None) -> xr.Dataset:
+@dataclass(frozen=True)
+class _Dims:
+    """Names of a raw file's dimensions; ``single``: time was a scalar coordinate (one
+    field, expanded to one step); ``per_hpa``: the level coordinate's units per hPa."""
+
+    time: str
+    lat: str
+    lon: str
+    level: str | None
+    single: bool
+    per_hpa: float | None
+
+
+def normalise(raw: xr.Dataset, path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> Part:
     """One raw dataset of ``path`` (as :func:`.netcdf.open_netcdf` or
     :func:`.grib.open_grib` give it) in the normalised form; closing the result closes
-    ``raw``."""
+    ``raw``. The steps: find the dimensions, rename to ERA5's names and pick the member,
+    chunk into read blocks and decode packed values, one expver per step, coordinates in
+    order, float32 variables with their CF attributes."""
     opened = raw  # what closes the file
+    raw, dims = _dimensions(raw, path)
+    ds, back = _renamed(raw, dims, path, options.member)
+    names = [back.get(v, v) for v in ds.data_vars]  # the raw file's
+    depth = None if dims.single else time_chunk_depth(raw, dims.time, names)
+    ev = ds["expver"].values if "expver" in ds.coords and "expver" not in ds.dims else None
+    ds, nt = _read_blocks(ds, depth, options)
+    if options.member == "mean":
+        ds = mean_of_members(ds)
+    ds = _coordinates_in_order(_with_expver(ds, ev, path), dims.per_hpa, path)
+    out = _float32_variables(ds, raw, back)
+    shared = bool(depth and depth > 1 and nt % depth)  # blocks share chunks
+    out.set_close(opened.close)
+    return Part(out, disk_chunk_bytes(raw, names, dims.time) if shared else 0)
+
+
+def _dimensions(raw: xr.Dataset, path: Path) -> tuple[xr.Dataset, _Dims]:
+    """``raw`` with a scalar time or level expanded to a dimension of one (cfgrib, xarray
+    squeeze them), and the names of its dimensions; :class:`InputError` where time,
+    latitude or longitude is missing or the coordinates cannot be ERA5's
+    (:func:`check_coordinates`)."""
     tdim = _find(raw, TIME_NAMES)
     single = tdim is None and next((n for n in TIME_NAMES if n in raw.coords
                                     and raw[n].ndim == 0), None)
@@ -110,40 +147,49 @@ def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES
     if scalar_level:  # one pressure level, squeezed to a scalar coordinate (cfgrib)
         raw = raw.expand_dims(scalar_level)
         level = scalar_level
-    units_per_hpa = _pressure_unit(raw, level, path) if level else None
-    ren = {tdim: "time", lat: "lat", lon: "lon"} | ({level: "level"} if level else {})
-    ren |= _era5_names(raw)
-    ds = raw.rename(ren)
-    ds = pick_member(ds, path, member)
+    per_hpa = _pressure_unit(raw, level, path) if level else None
+    return raw, _Dims(tdim, lat, lon, level, bool(single), per_hpa)
+
+
+def _renamed(raw: xr.Dataset, dims: _Dims, path: Path, member: Member
+             ) -> tuple[xr.Dataset, dict[str, str]]:
+    """The variables on (time, latitude, longitude) renamed to the normalised names (ERA5's
+    for GRIB's short names), one ensemble member picked; and the renames reversed."""
+    ren = {dims.time: "time", dims.lat: "lat", dims.lon: "lon"}
+    ren |= ({dims.level: "level"} if dims.level else {}) | _era5_names(raw)
+    ds = pick_member(raw.rename(ren), path, member)
     grid_dims = {"time", "lat", "lon"}
     data_vars = [v for v in ds.data_vars if grid_dims <= set(ds[v].dims)]
     if not data_vars:
         raise InputError(f"{path}: holds no variable on (time, latitude, longitude)")
-    ds = ds[data_vars]
-    # Chunk before any re-indexing so that sorting happens in memory on whole blocks read
-    # with plain slices (netCDF4 is slow with index arrays). One block <= chunk_bytes.
+    return ds[data_vars], {new: old for old, new in ren.items()}
+
+
+def _read_blocks(ds: xr.Dataset, depth: int | None, options: ReadOptions
+                 ) -> tuple[xr.Dataset, int]:
+    """``ds`` chunked into read blocks of ``nt`` steps (one level a block), packed values
+    decoded by table (:mod:`.packed`); and ``nt``. Chunked before any re-indexing, so that
+    sorting happens in memory on whole blocks read with plain slices (netCDF4 is slow with
+    index arrays). ``depth``: time steps per HDF5 chunk of the file."""
     step_bytes = sum(
         4 * int(np.prod([ds.sizes[d] for d in ds[v].dims if d not in ("time", "level")]))
         for v in ds.data_vars
     )
-    back = {new: old for old, new in ren.items()}
-    depth = None if single else time_chunk_depth(raw, tdim,
-                                                 [back.get(v, v) for v in data_vars])
-    nt = int(min(ds.sizes["time"], block_steps(step_bytes, chunk_bytes, align_steps, depth,
-                                               max_block_bytes)))
-    # a per-step expver coordinate is read before chunking makes it a Dask array (computed
-    # through Dask it costs a graph execution per file at planning)
-    ev = ds["expver"].values if "expver" in ds.coords and "expver" not in ds.dims else None
+    nt = int(min(ds.sizes["time"], block_steps(step_bytes, options.chunk_bytes,
+                                               options.align_steps, depth,
+                                               options.max_block_bytes)))
     ds = ds.chunk({"time": nt} | ({"level": 1} if "level" in ds.dims else {})
                   | ({"number": -1} if "number" in ds.dims else {}))
-    pin = opened.encoding.get(KEEP_OPEN)
     for v in ds.data_vars:
-        if not ds[v].encoding.get(DIRECT):  # (.h5chunks keeps its own files open)
-            ds[v] = keep_open(ds[v], pin)  # each worker inflates a chunk once (.keepopen)
         if is_raw_packed(ds[v]):  # opened raw (.netcdf.open_netcdf)
             ds[v] = decode_packed(ds[v], decode_table(ds[v].variable))
-    if member == "mean":
-        ds = mean_of_members(ds)
+    return ds, nt
+
+
+def _with_expver(ds: xr.Dataset, ev: np.ndarray | None, path: Path) -> xr.Dataset:
+    """``ds`` with a string ``expver`` per step: a legacy expver dimension collapsed, the
+    file's per-step values ``ev`` (read before chunking: computed through Dask it costs a
+    graph execution per file), else final ERA5; other extra coordinates dropped."""
     if "expver" in ds.dims:
         ds = collapse_expver_dim(ds, path)
     elif ev is not None:
@@ -152,8 +198,12 @@ def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES
     else:
         ds = ds.assign_coords(expver=("time", np.full(ds.sizes["time"], FINAL, dtype="U4")))
     extra = [c for c in ds.coords if c not in ("time", "lat", "lon", "level", "expver")]
-    ds = ds.drop_vars(extra)
-    # Normalise coordinate order: lat ascending, lon in [0, 360) ascending, time ascending.
+    return ds.drop_vars(extra)
+
+
+def _coordinates_in_order(ds: xr.Dataset, per_hpa: float | None, path: Path) -> xr.Dataset:
+    """Latitude ascending, longitude in [0, 360) ascending (a cyclic column dropped), time
+    ascending, levels in whole hPa ascending (``per_hpa``: the file's units per hPa)."""
     lon_vals = np.mod(ds["lon"].values.astype(np.float64), 360.0)
     repeated = _repeated_longitudes(lon_vals, path)
     if repeated.size:  # a cyclic column (0 and 360), as CDO and NCL write: dropped
@@ -164,12 +214,19 @@ def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES
     if not np.all(np.diff(ds["time"].values) > np.timedelta64(0)):
         ds = ds.isel(time=np.argsort(ds["time"].values, kind="stable"))
     if "level" in ds.dims:  # in hPa, ascending (GRIB lists them from the ground up)
-        hpa = ds["level"].values.astype(np.float64) / units_per_hpa
+        hpa = ds["level"].values.astype(np.float64) / per_hpa
         odd = hpa[(hpa < 1) | (np.abs(hpa - np.round(hpa)) > 1e-6)]
         if odd.size:  # a channel is named by whole hPa ('z500'); ERA5's top level is 1 hPa
             raise InputError(f"{path}: pressure level {odd[0]:g} hPa is not a whole number "
                              "of hPa from 1 up (ERA5's levels are 1-1000 hPa)")
         ds = ds.assign_coords(level=hpa).isel(level=_sorter(hpa))
+    return ds
+
+
+def _float32_variables(ds: xr.Dataset, raw: xr.Dataset, back: dict[str, str]) -> xr.Dataset:
+    """The normalised dataset: float32 variables (time, [level,] lat, lon) with the raw
+    file's attributes less GRIB's and the coding ones, coordinates with CF attributes, no
+    encoding (no packing leaks into the outputs)."""
     out = xr.Dataset(attrs=dict(raw.attrs))
     for v in ds.data_vars:
         attrs = raw[back.get(v, v)].attrs if back.get(v, v) in raw.variables else ds[v].attrs
@@ -185,12 +242,6 @@ def normalise(raw: xr.Dataset, path: Path, chunk_bytes: int = TARGET_CHUNK_BYTES
         out["level"].attrs = {"units": "hPa", "long_name": "pressure level"}
     for name in out.variables:
         out[name].encoding = {}
-    # what reading each compressed chunk once costs an open file (.blocks.disk_chunk_bytes)
-    # where blocks do not take whole chunks: chunks deeper in time than a block
-    shared = bool(depth and depth > 1 and nt % depth)
-    out.encoding["disk_chunk_bytes"] = disk_chunk_bytes(
-        raw, [back.get(v, v) for v in data_vars], tdim) if shared else 0
-    out.set_close(opened.close)
     return out
 
 

@@ -10,6 +10,7 @@ import xarray as xr
 from .channels import base_names, select_channels
 from .combine import open_era5 as combine_inputs
 from .members import Member
+from .options import ReadOptions
 
 
 def open_era5(paths: str | os.PathLike | Sequence[str | os.PathLike],
@@ -42,8 +43,8 @@ def open_era5(paths: str | os.PathLike | Sequence[str | os.PathLike],
     """
     patterns = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     inputs = combine_inputs([str(p) for p in patterns],
-                            variables=base_names(list(channels) if channels else None),
-                            member=member)
+                            base_names(list(channels) if channels else None),
+                            ReadOptions(member=member))
     ds = inputs.dataset
     if channels:
         ds = select_channels(ds, list(channels), where=str(inputs.files[0]),

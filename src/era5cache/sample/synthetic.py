@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..format.h5 import data_offset, encode_cache, storage_record, write_h5
+from ..format.h5 import CacheSpec, data_offset, encode_cache, storage_record, write_h5
 from ..format.layout import FORMAT_VERSION, H5_NAME, MANIFEST_NAME
 from ..format.manifest import Manifest, TimeCoverage, atomic_write_json
 from ..grid import TARGET_LAT, TARGET_LON
@@ -66,7 +66,7 @@ def write_synthetic_cache(out: str | Path, steps: int, step_hours: int = 6,
     axis = analyse(times)
     tmp = out / f".{H5_NAME}.tmp"
     attrs = {c: ATTRS[var] for c, var, _, _ in chans}
-    stats = write_h5(read_block, times, tmp, names, axis, periods, 64, attrs)
+    stats = write_h5(read_block, CacheSpec(times, axis, tuple(names), attrs, periods, 64), tmp)
     if dtype != "float32":
         encoded = out / f".{H5_NAME}.{dtype}.tmp"
         encode_cache(tmp, encoded, dtype)

@@ -67,15 +67,6 @@ def _worker_log_level() -> int:
     return logging.WARNING if os.environ.get("ERA5CACHE_DEBUG") else logging.CRITICAL
 
 
-def _release_kept(client) -> None:
-    """Workers close the input files they kept open for this job (opened by this process:
-    :func:`era5cache.read.keepopen.release`); best effort: a dead worker has none."""
-    from ..read.keepopen import release
-
-    with contextlib.suppress(Exception):
-        client.run(release, os.getpid())
-
-
 class BackgroundClient:
     """Starts :func:`dask_client` in a thread, so the cluster boots while the job's modules
     are imported and the inputs opened and checked (the preprocess command starts it as
@@ -93,8 +84,7 @@ class BackgroundClient:
         return self._started.result()
 
     def close(self) -> None:
-        """Release the workers' files, close the client and the cluster; once (later
-        calls do nothing)."""
+        """Close the client and the cluster; once (later calls do nothing)."""
         if self._closed:
             return
         self._closed = True
@@ -103,7 +93,6 @@ class BackgroundClient:
         except BaseException:  # it never started: nothing to close
             pass
         else:  # leave the context in the thread that entered it (Client uses a ContextVar)
-            self._pool.submit(_release_kept, self._started.result()).result()
             self._pool.submit(self._cm.__exit__, None, None, None).result()
         finally:
             self._pool.shutdown()

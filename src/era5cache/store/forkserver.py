@@ -47,43 +47,6 @@ def worker_environ(memory_limit: str | int | None) -> dict[str, str]:
     return env
 
 
-OPEN_FILES_PER_WORKER = 4
-
-
-NETCDF_CHUNK_CACHE = 64 * 2**20  # netCDF-C's default chunk cache per variable (4.9)
-
-
-def limit_open_files(n: int = OPEN_FILES_PER_WORKER, chunk_cache: int = 0) -> int:
-    """Keep at most ``n`` input files open in this process (xarray's file cache, 128 by
-    default, and :mod:`era5cache.read.h5chunks`'), and give each variable of the files
-    opened from now on an HDF5 chunk cache of ``chunk_cache`` bytes where that exceeds
-    netCDF's default (:data:`NETCDF_CHUNK_CACHE`), and each file that :mod:`.h5chunks`
-    reads as much room for the chunks it keeps inflated; returns ``n``. Run on every worker
-    before the job's tasks (``client.run``: local workers and those of an existing cluster
-    alike).
-
-    An open netCDF4 file keeps the HDF5 chunk cache of each variable it was read from, so
-    without a cap a worker's memory grows with the number of input files it has read. Read
-    blocks come in time order, so a worker rarely reopens a file it closed.
-
-    A chunk cache that holds a whole chunk is what makes each compressed chunk decompressed
-    once per worker when a file's chunks run deeper in time than a read block (a mirror's
-    month in one chunk): without it, every block decompresses the whole chunk again.
-    """
-    import xarray as xr
-
-    from ..read import h5chunks
-
-    xr.set_options(file_cache_maxsize=n)
-    h5chunks.configure(n, chunk_cache)
-    if chunk_cache > NETCDF_CHUNK_CACHE:
-        import netCDF4
-
-        # HDF5 passes a chunk the size of the cache by it: give it room
-        netCDF4.set_chunk_cache(int(chunk_cache * 1.05) + 2**20, 1009, 0.75)
-    return n
-
-
 _server_environ: dict[str, str] | None = None
 
 

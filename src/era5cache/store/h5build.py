@@ -19,15 +19,15 @@ the Zarr store without those steps.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from ..format.h5 import CacheStats, write_h5
+from ..format.h5 import CacheSpec, CacheStats, write_h5
 from ..grid import NLAT, NLON
 from ..regrid.quality import all_nan_steps
-from ..timeaxis import Periods, TimeAxis
 
 
 class FeedClosed(RuntimeError):
@@ -44,11 +44,17 @@ class ChunkFeed:
         chunk_steps: time steps per Zarr chunk (the last may be shorter).
         n_time: time steps in the store.
         max_bytes: blocks waiting beyond this are dropped and re-read from the store.
+        produce: ``produce(k)`` computes chunk ``k`` (writes it to the store and returns
+            its block) when :meth:`read_block` needs it before it is announced: the
+            in-process runner's way, the writer pulling the chunks in its own thread.
+            None: the writer waits for :meth:`put`.
     """
 
     def __init__(self, zarr_path: Path, channels: list[str], chunk_steps: int, n_time: int,
-                 max_bytes: int = 512 * 2**20):
+                 max_bytes: int = 512 * 2**20,
+                 produce: Callable[[int], np.ndarray] | None = None):
         self.zarr_path, self.channels = zarr_path, list(channels)
+        self.produce = produce
         self.chunk_steps, self.n_time, self.max_bytes = chunk_steps, n_time, max_bytes
         n_chunks = -(-n_time // chunk_steps)
         self._ready = [False] * n_chunks
@@ -82,6 +88,8 @@ class ChunkFeed:
         k, rem = divmod(a, self.chunk_steps)
         if rem or b != min(self.n_time, a + self.chunk_steps):
             raise ValueError(f"steps {a}:{b} are not time chunk {k} of {self.zarr_path}")
+        if self.produce is not None and not self._ready[k]:
+            self.put(k, self.produce(k))
         with self._cond:
             while not self._ready[k]:
                 if self._closed:
@@ -106,15 +114,13 @@ class ChunkFeed:
 
 class H5Builder:
     """:func:`era5cache.format.h5.write_h5` of every step of ``feed`` into ``h5_path``, in a
-    thread; :meth:`result` waits for it and returns the statistics."""
+    thread; :meth:`result` waits for it and returns the statistics. ``spec.channels`` and
+    ``spec.block_steps`` are the feed's."""
 
-    def __init__(self, feed: ChunkFeed, h5_path: Path, times: np.ndarray, axis: TimeAxis,
-                 periods: Periods, channel_attrs: dict[str, dict]):
+    def __init__(self, feed: ChunkFeed, spec: CacheSpec, h5_path: Path):
         self.feed = feed
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="era5cache-h5")
-        self._future: Future = self._pool.submit(
-            write_h5, feed.read_block, times, h5_path, feed.channels, axis, periods,
-            feed.chunk_steps, channel_attrs)
+        self._future: Future = self._pool.submit(write_h5, feed.read_block, spec, h5_path)
         self._pool.shutdown(wait=False)
 
     def check(self) -> None:
@@ -134,30 +140,30 @@ class H5Builder:
             pass
 
 
-def build_h5(zarr_path: Path, h5_path: Path, channels: list[str], axis: TimeAxis,
-             periods: Periods, block_steps: int, channel_attrs: dict[str, dict],
+def build_h5(zarr_path: Path, h5_path: Path, spec: CacheSpec,
              keep: np.ndarray | None = None) -> CacheStats:
-    """Write ``h5_path`` from the Zarr store, streaming ``block_steps`` steps at a time.
+    """Write ``h5_path`` from the Zarr store, streaming ``spec.block_steps`` steps at a time.
 
-    ``keep``: boolean per Zarr step, the steps that go into the cache (default: all); ``axis``
-    describes the kept steps.
+    ``keep``: boolean per Zarr step, the steps that go into the cache (default: all);
+    ``spec.times`` must be the kept steps' times (else ``ValueError``).
     """
     import zarr
 
     group = zarr.open_group(str(zarr_path), mode="r")
-    arrays = [group[ch] for ch in channels]
+    arrays = [group[ch] for ch in spec.channels]
     times = zarr_times(group)
     rows = np.arange(times.size) if keep is None else np.flatnonzero(keep)
+    if not np.array_equal(times[rows], spec.times.astype("datetime64[s]")):
+        raise ValueError(f"{zarr_path}: its kept time steps are not the cache's")
 
     def read_block(a: int, b: int) -> np.ndarray:
         if b <= a:
-            return np.zeros((0, len(channels), NLAT, NLON), np.float32)
+            return np.zeros((0, len(arrays), NLAT, NLON), np.float32)
         lo, hi = int(rows[a]), int(rows[b - 1]) + 1
         block = np.stack([arr[lo:hi] for arr in arrays], axis=1)
         return block if hi - lo == b - a else block[rows[a:b] - lo]
 
-    return write_h5(read_block, times[rows], h5_path, channels, axis, periods, block_steps,
-                    channel_attrs)
+    return write_h5(read_block, spec, h5_path)
 
 
 def zarr_times(group) -> np.ndarray:

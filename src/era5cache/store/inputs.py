@@ -7,15 +7,21 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .. import __version__
 from ..config.recipe import PreprocessConfig
 from ..config.sizes import memory_bytes
 from ..errors import InputError
 from ..read.blocks import TARGET_CHUNK_BYTES
 from ..read.channels import all_channels, base_names, select_channels
 from ..read.combine import Era5Inputs, open_era5
+from ..read.filecache import DEFAULT_CHUNK_CACHE_BYTES as NETCDF_CHUNK_CACHE
+from ..read.filecache import DEFAULT_OPEN_FILES as OPEN_FILES_PER_WORKER
+from ..read.filecache import Files
+from ..read.options import ReadOptions
+from ..read.physical import quantity
+from ..regrid.adapter import regrid_dataset
 from ..regrid.conservative import ConservativeRegridder, CoverageError
 from ..timeaxis import format_step
-from .forkserver import NETCDF_CHUNK_CACHE, OPEN_FILES_PER_WORKER
 
 WORKER_BASE = 160 * 2**20  # a forked worker at rest plus what glibc keeps (read_block_ceiling)
 
@@ -44,7 +50,7 @@ def read_block_ceiling(cfg: PreprocessConfig) -> int | None:
 
 def read_settings(cfg: PreprocessConfig, inputs: Era5Inputs) -> tuple[int, int]:
     """Files each worker keeps open and the chunk cache per open file
-    (:func:`era5cache.store.forkserver.limit_open_files`): a cache of the largest input
+    (:meth:`era5cache.read.filecache.FileCache.limit`): a cache of the largest input
     time slab (:func:`era5cache.read.blocks.disk_chunk_bytes`) when that exceeds netCDF's
     default, with as many open files as such caches fit in the worker memory limit beside
     what :func:`check_chunk_memory` counts (at least one)."""
@@ -96,18 +102,19 @@ def check_chunk_memory(cfg: PreprocessConfig, inputs: Era5Inputs) -> None:
 
 
 def open_inputs(cfg: PreprocessConfig, extract_dir: Path | None = None,
-         channels: tuple[str, ...] | None = None
-         ) -> tuple[Era5Inputs, xr.Dataset, ConservativeRegridder]:
-    """Open and check the inputs; return them, the selected channels (``channels``, else
-    the recipe's, else all) and the regridder."""
+                channels: tuple[str, ...] | None = None, files: Files | None = None
+                ) -> tuple[Era5Inputs, xr.Dataset, ConservativeRegridder]:
+    """Open and check the inputs (CDS archives unpacked into ``extract_dir``, files kept
+    open by ``files``); return them, the selected channels (``channels``, else the
+    recipe's, else all) and the regridder."""
     if not cfg.inputs:
         raise InputError(f"{cfg.source or 'command line'}: no inputs configured "
                          "(give --input or set `inputs` in the recipe)")
     channels = channels or cfg.variables
-    inputs = open_era5(list(cfg.inputs), variables=base_names(channels),
-                       chunk_bytes=read_chunk_bytes(cfg), extract_dir=extract_dir,
-                       align_steps=cfg.chunk_steps, max_block_bytes=read_block_ceiling(cfg),
-                       member=cfg.member)
+    options = ReadOptions(chunk_bytes=read_chunk_bytes(cfg), align_steps=cfg.chunk_steps,
+                          max_block_bytes=read_block_ceiling(cfg), member=cfg.member,
+                          extract_dir=extract_dir, files=files)
+    inputs = open_era5(list(cfg.inputs), base_names(channels), options)
     check_chunk_memory(cfg, inputs)
     channels = channels or tuple(all_channels(inputs.dataset))
     ds = select_channels(inputs.dataset, channels, where=str(inputs.files[0]),
@@ -124,3 +131,24 @@ def open_inputs(cfg: PreprocessConfig, extract_dir: Path | None = None,
         raise InputError(f"{inputs.files[0]}: {exc}") from exc
     return inputs, ds, regridder
 
+
+
+def regridded(ds: xr.Dataset, regridder: ConservativeRegridder,
+              cfg: PreprocessConfig) -> xr.Dataset:
+    """``ds`` regridded lazily, with the CF attributes the store carries; a known variable's
+    values outside its physical range (:mod:`era5cache.read.physical`) fail the block."""
+    channels = list(ds.data_vars)
+    known = {c: quantity(c) for c in channels}
+    bounds = {c: (q.low, q.high, q.units[0]) for c, q in known.items() if q is not None}
+    out = regrid_dataset(ds, regridder, {c: cfg.threshold(c) for c in channels},
+                         bounds=bounds)
+    for c in channels:
+        out[c].attrs = {k: v for k, v in ds[c].attrs.items()
+                        if k in ("units", "long_name", "standard_name")}
+    out.attrs = {
+        "title": "ERA5 on a 2-degree grid (first-order conservative)",
+        "source": "ERA5 reanalysis (Copernicus Climate Change Service)",
+        "era5cache_version": __version__,
+        "Conventions": "CF-1.8",
+    }
+    return out

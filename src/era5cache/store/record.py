@@ -11,14 +11,12 @@ from .. import __version__
 from ..config.recipe import PreprocessConfig
 from ..errors import InputError
 from ..format.checksum import INPUT_HASH, file_sha256, tree_sha256
-from ..format.h5 import CacheStats, data_offset, storage_record
+from ..format.h5 import data_offset, storage_record
 from ..format.layout import FORMAT_VERSION, H5_NAME, ZARR_NAME
 from ..format.manifest import Manifest, TimeCoverage, input_record
 from ..grid import NLAT, NLON
-from ..read.combine import Era5Inputs
-from ..timeaxis import TimeAxis
 from .plan import StorePlan
-from .staging import Staging
+from .state import Built, Planned
 
 
 def all_nan_policy(plan: StorePlan, flags: dict[str, np.ndarray], channels: list[str],
@@ -48,12 +46,11 @@ def all_nan_policy(plan: StorePlan, flags: dict[str, np.ndarray], channels: list
     return ~bad, records
 
 
-def build_manifest(cfg: PreprocessConfig, inputs: Era5Inputs, base: Manifest | None,
-                   plan: StorePlan, staging: Staging, channels: list[str], times: np.ndarray,
-                   axis: TimeAxis, stats: CacheStats, skipped: list[dict], resumed: int,
-                   fingerprint: str, digests: dict[Path, str]) -> Manifest:
-    """The manifest of the staged cache: ``times`` and ``axis`` are the HDF5 cache's steps
-    (the plan's less the ``skipped`` all-NaN ones), ``digests`` the inputs' hashes."""
+def build_manifest(planned: Planned, built: Built, digests: dict[Path, str]) -> Manifest:
+    """The manifest of the staged cache (``built``: its steps, the store's less the skipped
+    all-NaN ones), ``digests`` the inputs' hashes."""
+    cfg, inputs, base, plan = planned.cfg, planned.inputs, planned.base, planned.plan
+    staging, channels, times, axis = planned.staging, planned.channels, built.times, built.axis
     records = [input_record(f, digests.get(f), INPUT_HASH) for f in inputs.files]
     if base is not None:
         new_paths = {r["path"] for r in records}
@@ -68,7 +65,7 @@ def build_manifest(cfg: PreprocessConfig, inputs: Era5Inputs, base: Manifest | N
         format_version=FORMAT_VERSION,
         package_version=__version__,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        fingerprint=fingerprint,
+        fingerprint=planned.fingerprint,
         inputs=tuple(records),
         config=cfg.to_json(),
         settings={**cfg.output_settings(), "variables": channels},
@@ -82,12 +79,12 @@ def build_manifest(cfg: PreprocessConfig, inputs: Era5Inputs, base: Manifest | N
             duplicates_dropped=inputs.dropped_duplicates + (
                 base.time.duplicates_dropped if base else 0),
             preliminary=tuple(str(t) for t in plan.preliminary),
-            skipped_all_nan=tuple(skipped),
+            skipped_all_nan=tuple(built.skipped),
             zarr_count=int(plan.times.size)),
         periods=cfg.periods.to_json(),
-        statistics=stats.to_json(channels),
+        statistics=built.stats.to_json(channels),
         chunks={"steps": cfg.chunk_steps, "count": n_chunks,
-                "complete": list(range(n_chunks)), "resumed": resumed,
+                "complete": list(range(n_chunks)), "resumed": planned.resumed,
                 "reused": int(plan.reuse.sum())},
         outputs={
             H5_NAME: {"size": staging.h5.stat().st_size, "sha256": file_sha256(staging.h5),

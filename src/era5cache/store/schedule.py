@@ -1,5 +1,6 @@
-"""The Zarr store's time chunks scheduled on Dask: one task per chunk writes it (and reads it
-back), finished chunks are made durable, journalled and handed to the HDF5 writer."""
+"""The Zarr store's time chunks as tasks: one task per chunk writes it (and reads it back);
+finished chunks are made durable and journalled. The runners (:mod:`.runners`) execute
+them and hand each chunk to the HDF5 writer."""
 
 from __future__ import annotations
 
@@ -8,15 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config.recipe import PreprocessConfig
-from ..errors import InputError, ResourceError
 from ..grid import NLAT, NLON
-from ..read.combine import Era5Inputs
-from ..regrid.quality import BadValueError
-from .cluster import BackgroundClient
-from .forkserver import limit_open_files
-from .h5build import ChunkFeed, H5Builder
-from .inputs import read_settings
 from .milestones import milestone
 from .plan import StorePlan
 from .staging import Staging
@@ -31,93 +24,72 @@ from .zarrstore import (
 )
 
 
-def write_zarr(plan: StorePlan, staging: Staging, cfg: PreprocessConfig, progress: bool,
-                cluster: BackgroundClient, inputs: Era5Inputs, base_zarr: Path,
-                feed: ChunkFeed, builder: H5Builder) -> None:
-    """Create the store from a template (unless resuming), hard-link the chunks an append
-    keeps, then write each remaining time chunk on Dask (:func:`store_chunk`). Each finished
-    chunk is fsync'ed, recorded in the staging journal and handed to the HDF5 writer
-    (``feed``, with the block the worker read back; ``builder`` is checked for errors).
+class ChunkWork:
+    """The Zarr store's time chunks of one job, as both runners (:mod:`.runners`) write
+    them: the template (unless resuming), the chunks an append hard-links, one task per
+    remaining chunk (:func:`store_chunk`, lazy: a ``dask.delayed``), and what follows each
+    finished chunk (fsync, the staging journal, a milestone).
 
-    The template is written by a worker (:func:`write_template`), whose Zarr and xarray are
-    loaded already, while the other worker starts regridding (this process never imports
-    Zarr on a fresh build). The chunk writes wait for it.
-
-    Chunks are written with zarr directly rather than by xarray region writes, which left a
-    chunk unwritten now and then under CPU contention.
-
-    Every block is stacked in the order of ``feed.channels`` (the cache's channel axis),
-    whatever the order of ``plan.dataset``'s variables (a Zarr store lists them sorted).
+    Every block is stacked in the order of ``channels`` (the cache's channel axis), whatever
+    the order of ``plan.dataset``'s variables (a Zarr store lists them sorted). Chunks are
+    written with zarr directly rather than by xarray region writes, which left a chunk
+    unwritten now and then under CPU contention.
     """
-    import dask
-    from distributed import KilledWorker
 
-    path = staging.zarr
-    ds = plan.dataset
-    channels = feed.channels  # the cache's channel order: each block is stacked in it
-    client = cluster.get()
-    # worker memory must not grow with the number of inputs; deep chunks decompressed once
-    client.run(limit_open_files, *read_settings(cfg, inputs))
-    template = None
-    if not staging.resumed:
-        compressors = (stored_compressors(base_zarr, channels[0]) if plan.reuse.any()
-                       else COMPRESSORS)  # linked chunks stay readable
-        encoding = {c: {"chunks": (cfg.chunk_steps, NLAT, NLON),
-                        "compressors": list(compressors)} for c in channels}
+    def __init__(self, plan: StorePlan, staging: Staging, channels: list[str],
+                 base_zarr: Path):
+        self.plan, self.staging, self.channels = plan, staging, list(channels)
+        self.base_zarr, self.path = base_zarr, staging.zarr
+        todo = [k for k in range(plan.n_chunks) if k not in staging.done]
+        self.linked = [k for k in todo if plan.reuse[k]]  # hard-linked from base_zarr
+        self.computed = [k for k in todo if not plan.reuse[k]]
+
+    def template(self) -> tuple | None:
+        """(:func:`write_template`, its arguments) for a fresh staging folder; None when
+        resuming (zarr's temporary files a killed writer left are removed then)."""
+        if self.staging.resumed:
+            for junk in self.path.rglob("*.partial"):
+                junk.unlink(missing_ok=True)
+            return None
+        compressors = (stored_compressors(self.base_zarr, self.channels[0])
+                       if self.plan.reuse.any() else COMPRESSORS)  # linked chunks stay readable
+        encoding = {c: {"chunks": (self.plan.chunk_steps, NLAT, NLON),
+                        "compressors": list(compressors)} for c in self.channels}
         encoding["time"] = {"units": "seconds since 1970-01-01", "dtype": "int64",
-                            "calendar": "proleptic_gregorian", "chunks": (plan.times.size,)}
-        template = client.submit(write_template, template_of(ds), str(path), encoding,
-                                 pure=False, key="zarr-template")
-    else:  # a killed writer may have left zarr's temporary files behind
-        for junk in path.rglob("*.partial"):
-            junk.unlink(missing_ok=True)
-        for k in staging.done:  # written by the interrupted run
-            feed.put(k)
-    todo = [k for k in range(plan.n_chunks) if k not in staging.done]
-    linked = [k for k in todo if plan.reuse[k]]
-    todo = [k for k in todo if not plan.reuse[k]]
-    writes = []
-    whole = {c: chunk_sources(ds[c].data, (plan.blocks or {}).get(c)) for c in channels}
-    for k in todo:
-        a, b = plan.chunk_bounds(k)
-        blocks = [whole[c].get(a, b) for c in channels]
-        writes.append(dask.delayed(store_chunk, pure=False)(
-            str(path), channels, a, b, *blocks, after=template,
-            dask_key_name=f"store-chunk-{k}"))
-    bar = _progress_bar(plan.n_chunks, progress, initial=plan.n_chunks - len(todo))
-    try:
-        futures = client.compute(writes) if writes else []
-        chunk_of = {f.key: k for f, k in zip(futures, todo, strict=True)}
-        done = released_as_completed(futures + ([template] if template is not None else []))
-        if template is None:
-            _link_chunks(base_zarr, path, channels, linked, staging, feed)
-        for fut, block in done:
-            if fut is template:
-                staging.save()
-                milestone("template")
-                _link_chunks(base_zarr, path, channels, linked, staging, feed)
-                continue
-            k = chunk_of[fut.key]
-            fsync_chunk(path, channels, k)
-            staging.record([k])
-            feed.put(k, block)
-            del block
-            builder.check()
-            bar.update(1)
-            milestone(f"chunks:{len(staging.done)}")
-    except BadValueError as exc:
-        i = int(exc.first)
-        when = inputs.dataset["time"].values[i].astype("datetime64[s]")
-        raise InputError(f"{inputs.source[i]}: {exc.variable!r} {exc.problem} at {when}"
-                         f"{exc.hint}") from exc
-    except KilledWorker as exc:
-        raise ResourceError(
-            f"{staging.out}: Dask workers died repeatedly (memory limit "
-            f"{cfg.dask.memory_limit} per worker?); raise dask.memory_limit or "
-            "--memory-limit") from exc
-    finally:
-        bar.close()
-        staging.save()
+                            "calendar": "proleptic_gregorian",
+                            "chunks": (self.plan.times.size,)}
+        return write_template, (template_of(self.plan.dataset), str(self.path), encoding)
+
+    def tasks(self, after=None) -> dict[int, object]:
+        """{chunk: the lazy :func:`store_chunk` of it} for the chunks to compute; ``after``:
+        the template task they follow (Dask), if any."""
+        import dask
+
+        ds, plan = self.plan.dataset, self.plan
+        whole = {c: chunk_sources(ds[c].data, (plan.blocks or {}).get(c))
+                 for c in self.channels}
+        out = {}
+        for k in self.computed:
+            a, b = plan.chunk_bounds(k)
+            blocks = [whole[c].get(a, b) for c in self.channels]
+            out[k] = dask.delayed(store_chunk, pure=False)(
+                str(self.path), self.channels, a, b, *blocks, after=after,
+                dask_key_name=f"store-chunk-{k}")
+        return out
+
+    def link(self) -> list[int]:
+        """Hard-link the chunks an append keeps (after the template exists) and record
+        them; those chunks."""
+        for k in self.linked:
+            link_chunk(self.base_zarr, self.path, self.channels, k)
+        self.staging.record(self.linked)
+        return self.linked
+
+    def finished(self, k: int) -> None:
+        """Chunk ``k`` is written: make it durable and record it."""
+        fsync_chunk(self.path, self.channels, k)
+        self.staging.record([k])
+        milestone(f"chunks:{len(self.staging.done)}")
 
 
 def released_as_completed(futures: list) -> Iterator[tuple]:
@@ -166,18 +138,7 @@ def chunk_sources(chunked, read_blocks=None) -> WholeBlocks:
     return rechunked if read_blocks is None else WholeBlocks(read_blocks, fallback=rechunked)
 
 
-def _link_chunks(src: Path, dst: Path, channels: list[str], chunks: list[int],
-                 staging: Staging, feed: ChunkFeed) -> None:
-    """Hard-link the time chunks an append keeps (after the template exists), record them
-    and hand them to the HDF5 writer."""
-    for k in chunks:
-        link_chunk(src, dst, channels, k)
-    staging.record(chunks)
-    for k in chunks:
-        feed.put(k)
-
-
-def _progress_bar(total: int, enabled: bool, initial: int = 0):
+def progress_bar(total: int, enabled: bool, initial: int = 0):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc="time chunks", unit="chunk",
