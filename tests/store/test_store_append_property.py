@@ -2,9 +2,10 @@
 order, gives the same cache as one build from all parts (every HDF5 dataset and every Zarr
 array, bit for bit).
 
-The job runs in this process on a Dask cluster started once for the module (so an example
-costs a second, not a process start); the recipe's training period is the part built first,
-so no run is refused for a training period without data."""
+The job runs in this process and thread (:class:`era5cache.store.runners.InProcessRunner`,
+which gives the Dask runner's bytes: ``test_store_runners.py``), so an example costs a
+second, not a process start; the recipe's training period is the part built first, so no
+run is refused for a training period without data."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-import pytest
 from cachebytes import assert_same_cache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,22 +21,13 @@ from era5cache.config.recipe import PreprocessConfig, with_overrides
 from era5cache.config.sample import SampleSpec
 from era5cache.sample.netcdf import write_sample
 from era5cache.store import job
+from era5cache.store.runners import InProcessRunner
 from era5cache.timeaxis import Period, Periods
 
 START = np.datetime64("2020-01-30T00", "s")
 STEP = np.timedelta64(6, "h")
 LEVELS = (500, 850)
 CHANNELS = ("sst", "t2m", *(f"{v}{p}" for v, p in itertools.product(("z", "t"), LEVELS)))
-
-
-@pytest.fixture(scope="module")
-def scheduler():
-    """The address of a local Dask cluster of one worker process."""
-    from dask.distributed import LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
-        yield cluster.scheduler_address
 
 
 @st.composite
@@ -67,23 +58,22 @@ def _write_part(folder: Path, first: int, last: int, channels: tuple[str, ...]) 
 @settings(max_examples=6, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=append_cases())
-def test_appending_parts_in_any_order_equals_one_build(case, scheduler, tmp_path_factory):
+def test_appending_parts_in_any_order_equals_one_build(case, tmp_path_factory):
     channels, parts, chunk_steps = case
     tmp = tmp_path_factory.mktemp("append")
     files = [_write_part(tmp / f"part{i}", a, b, channels) for i, (a, b) in enumerate(parts)]
     first = parts[0]
     cfg = with_overrides(
         PreprocessConfig(periods=Periods(train=Period(_when(first[0]), _when(first[1])))),
-        variables=channels, chunk_steps=chunk_steps, hash_inputs=False,
-        dask_scheduler=scheduler)
+        variables=channels, chunk_steps=chunk_steps, hash_inputs=False)
 
     appended = tmp / "appended"
     for i, f in enumerate(files):
         r = job.run(with_overrides(cfg, inputs=(str(f),), output=str(appended)),
-                    progress=False, append=i > 0)
+                    progress=False, append=i > 0, runner=InProcessRunner())
         assert r.channels == channels
     whole = tmp / "whole"
     r = job.run(with_overrides(cfg, inputs=tuple(map(str, files)), output=str(whole)),
-                progress=False)
+                progress=False, runner=InProcessRunner())
     assert r.n_time == sum(b - a + 1 for a, b in parts)
     assert_same_cache(appended, whole)

@@ -9,7 +9,7 @@ import pytest
 from era5cache.config.recipe import PreprocessConfig, with_overrides
 from era5cache.config.sizes import memory_bytes
 from era5cache.store.cluster import dask_client
-from era5cache.store.forkserver import server_environ, worker_environ
+from era5cache.store.forkserver import worker_environ
 
 
 @pytest.mark.parametrize("limit", ["2GiB", "600MiB", "600 MB", "4GB", "1.5GiB", "100kB",
@@ -40,7 +40,6 @@ def _probe():
     return {"pid": os.getpid(), "ppid": os.getppid(),
             "preloaded": all(m in sys.modules for m in ("xarray", "netCDF4", "zarr",
                                                         "era5cache.regrid.adapter")),
-            "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
             "gc": __import__("gc").isenabled(),
             "frozen": __import__("gc").get_freeze_count(),
             "threads": os.environ.get("OPENBLAS_NUM_THREADS")}
@@ -56,11 +55,28 @@ def test_local_workers_fork_from_the_preloaded_server():
     assert len(info) == 2
     parents = {i["ppid"] for i in info}
     assert len(parents) == 1 and os.getpid() not in parents  # the fork server's children
-    env = server_environ()  # the first job of this process started the server
     for i in info:
         assert i["preloaded"]
         assert i["gc"] and i["frozen"] > 100_000  # xarray, pandas, dask, zarr: ~1M objects
-        assert i["trim"] == env["MALLOC_TRIM_THRESHOLD_"] and i["threads"] == "1"
+        assert i["threads"] == "1"
+
+
+@pytest.mark.parametrize("limit", ["1GiB", "600MiB"])
+def test_each_cluster_gets_its_own_malloc_settings(limit):
+    """The fork server outlives a job; each cluster's workers state the malloc thresholds
+    of their own memory limit in their environment, and glibc takes them (``mallopt``)."""
+    cfg = with_overrides(PreprocessConfig(), dask_workers=1, dask_memory_limit=limit)
+    with dask_client(cfg) as client:
+        info = list(client.run(_malloc).values())
+    want = worker_environ(limit)
+    assert info == [{"trim": want["MALLOC_TRIM_THRESHOLD_"],
+                     "mmap": want["MALLOC_MMAP_THRESHOLD_"], "applied": True}]
+
+
+def _malloc(dask_worker) -> dict:
+    return {"trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+            "mmap": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+            "applied": dask_worker.plugins["era5cache-malloc"].applied}
 
 
 def test_imports_frozen_pauses_collection_then_freezes():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..process import imports_frozen
 from . import csv_list
 
@@ -37,26 +35,16 @@ def add(sub) -> None:
 
 
 def _start_workers_early(args) -> None:
-    """Start the local workers' fork server before the recipe is validated: it imports the
-    workers' modules on one core while this process imports pydantic and the job's modules
-    on the other. Reads only what it needs from the raw YAML; anything odd is left to the
-    validation, which reports it (the server then just goes unused)."""
-    from ..config.loading import read_yaml_mapping
-    from ..config.sizes import DEFAULT_MEMORY_LIMIT
-    from ..errors import ConfigError
+    """Start the local workers' fork server first thing: it imports the workers' modules on
+    one core while this process imports pydantic and the job's modules on the other. It
+    depends on nothing the recipe says (:mod:`era5cache.store.forkserver`); with
+    ``--scheduler`` or ``--in-process`` it is not needed (a recipe's scheduler leaves it
+    unused)."""
+    if args.scheduler or args.in_process:
+        return
     from ..store.forkserver import start_fork_server
 
-    try:
-        dask = read_yaml_mapping(Path(args.config)).get("dask") if args.config else None
-    except ConfigError:
-        return
-    dask = dask if isinstance(dask, dict) else {}
-    if args.scheduler or args.in_process or dask.get("scheduler"):
-        return
-    try:
-        start_fork_server(args.memory_limit or dask.get("memory_limit") or DEFAULT_MEMORY_LIMIT)
-    except (ValueError, TypeError):
-        return
+    start_fork_server()
 
 
 def run(args) -> int:

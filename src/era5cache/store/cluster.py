@@ -11,7 +11,7 @@ import dask
 
 from ..config.recipe import PreprocessConfig
 from ..errors import InputError
-from .forkserver import START_METHOD, server_environ, start_fork_server, worker_environ
+from .forkserver import START_METHOD, start_fork_server, worker_environ
 
 
 @contextlib.contextmanager
@@ -28,8 +28,11 @@ def dask_client(cfg: PreprocessConfig) -> Iterator:
         with client:
             yield client
         return
+    from .workerenv import MallocSettings
+
     n = cfg.dask.workers or max(1, os.cpu_count() or 1)
-    start_fork_server(cfg.dask.memory_limit)  # the CLI started it already: a no-op then
+    env = worker_environ(cfg.dask.memory_limit)
+    start_fork_server()  # the CLI started it already: a no-op then
     with dask.config.set({"distributed.worker.multiprocessing-method": START_METHOD,
                           # the statistical profiler samples every thread each 10 ms
                           "distributed.worker.profile.enabled": False,
@@ -40,8 +43,7 @@ def dask_client(cfg: PreprocessConfig) -> Iterator:
                           # round trip between read tasks; read tasks are fused with the
                           # regridding, so what runs ahead holds 80x180 fields, not inputs
                           "distributed.scheduler.worker-saturation": float("inf"),
-                          "distributed.nanny.pre-spawn-environ":
-                              worker_environ(cfg.dask.memory_limit)}), \
+                          "distributed.nanny.pre-spawn-environ": env}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                          memory_limit=cfg.dask.memory_limit,
                          dashboard_address=cfg.dask.dashboard,
@@ -50,12 +52,13 @@ def dask_client(cfg: PreprocessConfig) -> Iterator:
                          scheduler_kwargs=(None if cfg.dask.dashboard else
                                            {"dashboard_address": "127.0.0.1:0"}),
                          silence_logs=_worker_log_level(),
-                         # what the workers' os.environ says: the fork server's, which
-                         # they run with (Dask's pre-spawn values yield to any the
-                         # process's os.environ holds, such as those an earlier
-                         # LocalCluster of the process left there)
-                         env=server_environ()) as cluster, \
+                         # the workers' os.environ (Dask's pre-spawn values yield to any
+                         # the process's os.environ holds, such as those an earlier
+                         # LocalCluster of the process left there); malloc takes it from
+                         # the plugin below
+                         env=env) as cluster, \
             Client(cluster) as client:
+        client.register_plugin(MallocSettings(env))
         yield client
 
 

@@ -8,20 +8,21 @@ CPU than a small job's regridding. Instead the preprocess command starts
 own on the other, and every worker is then a ``fork()`` of it, ready at once.
 
 The fork server opens no file: forking it is safe for HDF5/netCDF4, which are not fork-safe
-with files open. It is started with the worker environment (:func:`worker_environ`):
-variables that only act when a process starts (the malloc settings, BLAS thread counts) are
-those the server and so every worker start with. One fork server serves a Python process for
-its lifetime, so a second job in the same process keeps the first job's settings.
+with files open. It is started with the worker environment (:func:`worker_environ`) of the
+default memory limit: the BLAS thread counts act when a process starts, and are the same for
+every job. One fork server serves a Python process for its lifetime, so what depends on the
+job, the malloc thresholds, is set in each worker when it starts, by the cluster's
+:class:`MallocSettings` plugin (``mallopt``), and stated in its environment.
 
-The CLI starts the server before it imports anything heavy (this module needs only ``os``,
-:mod:`multiprocessing` and :mod:`era5cache.config.sizes`).
+The CLI starts the server first thing, before it reads the recipe or imports anything heavy
+(this module needs only ``os``, :mod:`multiprocessing` and :mod:`era5cache.config.sizes`).
 """
 
 from __future__ import annotations
 
 import os
 
-from ..config.sizes import memory_bytes
+from ..config.sizes import DEFAULT_MEMORY_LIMIT, memory_bytes
 
 PRELOAD = ("era5cache.store.forkserver_preload",)
 START_METHOD = "forkserver"
@@ -47,26 +48,18 @@ def worker_environ(memory_limit: str | int | None) -> dict[str, str]:
     return env
 
 
-_server_environ: dict[str, str] | None = None
-
-
-def server_environ() -> dict[str, str] | None:
-    """The worker environment the fork server of this process was first started with."""
-    return _server_environ
-
-
-def start_fork_server(memory_limit: str | int | None) -> None:
+def start_fork_server() -> None:
     """Start the fork server now (a no-op when it runs already), with :data:`PRELOAD`
-    imported in it and :func:`worker_environ` as its environment; returns at once (the
-    server imports in the background; the first worker start waits for it)."""
+    imported in it and the environment of :func:`worker_environ` for the default memory
+    limit; returns at once (the server imports in the background; the first worker start
+    waits for it). The server takes the environment of this process, so it is set for the
+    call and restored after. Nothing here depends on a job: each job's workers get their
+    own malloc settings (:class:`MallocSettings`)."""
     import multiprocessing
     from multiprocessing import forkserver
 
-    global _server_environ
     multiprocessing.get_context(START_METHOD).set_forkserver_preload(list(PRELOAD))
-    env = worker_environ(memory_limit)
-    if _server_environ is None:
-        _server_environ = env
+    env = worker_environ(DEFAULT_MEMORY_LIMIT)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the server inherits this process's environment
     try:
@@ -77,3 +70,22 @@ def start_fork_server(memory_limit: str | int | None) -> None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+# glibc's mallopt parameters for what MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ set
+_MALLOPT = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_MMAP_THRESHOLD_": -3}
+
+
+def apply_malloc_environ(env: dict[str, str]) -> bool:
+    """Give this process's glibc malloc the thresholds of ``env`` (:func:`worker_environ`)
+    now, as if it had started with them (``mallopt``); False where malloc is not glibc's or
+    refuses them. A worker forked from the fork server starts with the server's."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(param, int(env[name])) == 1 for name, param in _MALLOPT.items()
+               if name in env)
