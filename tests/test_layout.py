@@ -117,3 +117,81 @@ def test_cited_contracts_are_in_the_repository():
         assert "DESIGN.md" not in text, path
         cited |= set(re.findall(r"docs/contracts\.md section (\d+)", text))
     assert cited and cited <= sections, sorted(cited - sections)
+
+
+def _functions():
+    for rel, tree in _modules():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield rel, node
+
+
+def test_functions_stay_short():
+    """At most 60 lines a function outside ``bench/`` (the benchmarks' reports excepted)."""
+    long = [f"{rel}:{fn.lineno} {fn.name} ({fn.end_lineno - fn.lineno + 1} lines)"
+            for rel, fn in _functions()
+            if rel.parts[0] != "bench" and fn.end_lineno - fn.lineno + 1 > 60]
+    assert long == []
+
+
+def test_pipeline_functions_take_few_parameters():
+    """At most 7 parameters (``self`` not counted) in ``read/``, ``regrid/``, ``format/``
+    and ``store/``: more travel together in a frozen settings object."""
+    wide = []
+    for rel, fn in _functions():
+        a = fn.args
+        names = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+        names += [x.arg for x in (a.vararg, a.kwarg) if x is not None]
+        n = len(names) - (names[:1] in (["self"], ["cls"]))
+        if rel.parts[0] in ("read", "regrid", "format", "store") and n > 7:
+            wide.append(f"{rel}:{fn.lineno} {fn.name} ({n} parameters)")
+    assert wide == []
+
+
+def _mutable(value: ast.expr) -> bool:
+    """A module-level value that can change: a list, dict or set (literal, comprehension or
+    call), or an instance made by a call other than a known immutable (frozen dataclasses,
+    compiled patterns, tuples, frozensets)."""
+    if isinstance(value, (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp,
+                          ast.SetComp)):
+        return True
+    if isinstance(value, ast.Call):
+        name = ast.unparse(value.func)
+        return name.split(".")[-1] in ("list", "dict", "set", "OrderedDict", "defaultdict",
+                                       "Counter", "Lock", "RLock", "local", "deque")
+    return False
+
+
+def test_no_module_state_in_read_and_store():
+    """``read/`` and ``store/`` keep no module-level mutable state (no caches, registries or
+    settings in globals; ``global`` never assigned): per-worker state lives in a Dask
+    ``WorkerPlugin``, per-job state in the job's objects."""
+    bad = []
+    for rel, tree in _modules():
+        if rel.parts[0] not in ("read", "store"):
+            continue
+        for node in tree.body:
+            targets = (node.targets if isinstance(node, ast.Assign) else
+                       [node.target] if isinstance(node, ast.AnnAssign) and node.value else [])
+            if targets and _mutable(node.value):
+                bad.append(f"{rel}:{node.lineno} {ast.unparse(targets[0])}")
+        bad += [f"{rel}:{n.lineno} global {', '.join(n.names)}" for n in ast.walk(tree)
+                if isinstance(n, ast.Global)]
+    assert bad == []
+
+
+def test_tests_use_public_names_only():
+    """No test imports a private name from the package, or reads or patches one (``x._y``
+    on an object of the package; Python's own dunders and other libraries' names aside)."""
+    bad = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("era5cache"):
+                bad += [f"{path.name}:{node.lineno} {a.name}" for a in node.names
+                        if a.name.startswith("_")]
+            elif (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("setattr")
+                  and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
+                  and str(node.args[1].value).startswith("_")):
+                bad.append(f"{path.name}:{node.lineno} setattr {node.args[1].value}")
+    assert bad == []

@@ -88,7 +88,7 @@ def test_nan_fill_only_where_the_cache_records_nan(cache, reference, tmp_path):
     for channels in (["sst", "t2m"], ["t2m", "sst"], ["t2m"]):
         new_ds = CachedERA5Dataset(cache, split="train", channels=channels, fill_value=-7.0)
         old_ds = CachedERA5Dataset(old, split="train", channels=channels, fill_value=-7.0)
-        assert [new_ds.channels[c] for c in new_ds._nan_channels] == [
+        assert [new_ds.channels[c] for c in new_ds.nan_channels] == [
             c for c in channels if c == "sst"]
         idx = list(range(0, len(new_ds), 3))
         for a, b in zip(new_ds.__getitems__(idx).batched, old_ds.__getitems__(idx).batched,
@@ -240,9 +240,9 @@ def test_fork_workers_freeze_inherited_objects(cache):
 def test_pickles_without_map(cache):
     ds = CachedERA5Dataset(cache)
     ds[0]
-    assert ds._mm is not None
+    assert ds.mapped
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._mm is None and torch.equal(clone[4][0], ds[4][0])
+    assert not clone.mapped and torch.equal(clone[4][0], ds[4][0])
 
 
 def test_read_steps_of_a_channel_subset(cache, reference):

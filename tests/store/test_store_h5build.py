@@ -71,7 +71,7 @@ def test_streamed_build_equals_build_from_store(store, tmp_path, order, with_blo
         np.testing.assert_array_equal(feed.all_nan[c], all_nan_steps(data[:, i]))
     assert np.flatnonzero(feed.all_nan["t2m"]).tolist() == [17]
     assert not feed.all_nan["sst"].any()
-    assert feed._waiting == 0 and not feed._blocks
+    assert feed.waiting == (0, 0)
 
 
 def test_waiting_blocks_are_bounded(store, tmp_path):
@@ -79,7 +79,8 @@ def test_waiting_blocks_are_bounded(store, tmp_path):
     feed = ChunkFeed(path, CHANNELS, CHUNK, STEPS, max_bytes=CHUNK * 2 * 80 * 180 * 4 * 2)
     for k in range(6, 0, -1):  # chunk 0 late: nothing consumed yet
         feed.put(k, data[k * CHUNK:(k + 1) * CHUNK].copy())
-    assert feed._waiting <= feed.max_bytes and len(feed._blocks) == 2
+    count, nbytes = feed.waiting
+    assert nbytes <= feed.max_bytes and count == 2
 
 
 def test_abandoned_builder_lets_go(store, tmp_path):

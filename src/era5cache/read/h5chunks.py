@@ -40,10 +40,10 @@ from ..errors import InputError
 from .filecache import Files
 
 try:  # ISA-L's inflate: same output as zlib's
-    from isal.isal_zlib import decompress as _inflate
-    from isal.isal_zlib import error as _InflateError
+    from isal.isal_zlib import decompress as INFLATE
+    from isal.isal_zlib import error as InflateError
 except ImportError:  # pragma: no cover - machines without isal wheels (pyproject.toml)
-    _inflate, _InflateError = zlib.decompress, zlib.error
+    INFLATE, InflateError = zlib.decompress, zlib.error
 
 DEFLATE, SHUFFLE = 1, 2  # HDF5 filter ids (H5Z_FILTER_DEFLATE, H5Z_FILTER_SHUFFLE)
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -115,17 +115,19 @@ class InflatedChunk:
         return block if layout.dtype.isnative else block.astype(layout.dtype.newbyteorder("="))
 
 
-def decode_chunk(stored: tuple[int, bytes], layout: ChunkLayout) -> InflatedChunk:
+def decode_chunk(stored: tuple[int, bytes], layout: ChunkLayout,
+                 inflate: Callable[..., bytes] = INFLATE) -> InflatedChunk:
     """One chunk as stored, ``(filter mask, bytes)`` as h5py's ``read_direct_chunk`` gives
-    it, inflated; the filter mask marks the filters not applied to this chunk (bit i:
-    filter i of ``layout.filters``). The stored bytes are let go once inflated (pass the
+    it, inflated by ``inflate`` (ISA-L's, else zlib's: the same bytes); the filter mask
+    marks the filters not applied to this chunk (bit i: filter i of ``layout.filters``).
+    The stored bytes are let go once inflated (pass the
     tuple itself, not a name bound to its bytes): memory peaks at the stored and the
     inflated bytes together."""
     filter_mask, data = stored
     del stored
     for i, f in enumerate(layout.filters):
         if f == DEFLATE and not filter_mask & (1 << i):
-            data = _inflate(data, bufsize=layout.chunk_bytes)
+            data = inflate(data, bufsize=layout.chunk_bytes)
     shuffled = any(f == SHUFFLE and not filter_mask & (1 << i)
                    for i, f in enumerate(layout.filters))
     return InflatedChunk(data, layout, shuffled)
@@ -253,7 +255,7 @@ class H5ChunkArray(xr.backends.BackendArray):
             with f.lock:
                 return read_region(self.layout, region, lambda origin, whole: f.chunk(
                     self.name, self.layout, origin, whole))
-        except (OSError, RuntimeError, ValueError, KeyError, _InflateError) as exc:
+        except (OSError, RuntimeError, ValueError, KeyError, InflateError) as exc:
             where = ", ".join(f"{s.start}:{s.stop}" for s in region)
             raise InputError(f"{self.path}: variable {self.name!r} [{where}] cannot be read "
                              f"({exc}); the file is damaged or changed since the job "

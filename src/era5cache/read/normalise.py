@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import xarray as xr
@@ -34,8 +35,8 @@ LAT_NAMES = ("latitude", "lat", "nav_lat", "y")
 LON_NAMES = ("longitude", "lon", "nav_lon", "x")
 # GRIB short names that CDO keeps as NetCDF variable names (`cdo -f nc4 copy x.grib x.nc`),
 # with the names the CDS and cfgrib give the same parameters
-GRIB_SHORT_NAMES = {"2t": "t2m", "2d": "d2m", "10u": "u10", "10v": "v10", "100u": "u100",
-                    "100v": "v100", "10si": "si10"}
+GRIB_SHORT_NAMES = MappingProxyType({"2t": "t2m", "2d": "d2m", "10u": "u10", "10v": "v10",
+                                     "100u": "u100", "100v": "v100", "10si": "si10"})
 
 
 def _find(ds: xr.Dataset, names: tuple[str, ...], units: tuple[str, ...] = ()) -> str | None:
@@ -290,8 +291,8 @@ def _repeated_longitudes(lon: np.ndarray, path: Path) -> np.ndarray:
 
 
 # units of a pressure coordinate per hPa (CF / UDUNITS spellings; no units: hPa, as the CDS)
-PRESSURE_UNITS = {"hpa": 1.0, "millibars": 1.0, "millibar": 1.0, "mbar": 1.0, "mb": 1.0,
-                  "pa": 100.0, "": 1.0}
+PRESSURE_UNITS = MappingProxyType({"hpa": 1.0, "millibars": 1.0, "millibar": 1.0,
+                                   "mbar": 1.0, "mb": 1.0, "pa": 100.0, "": 1.0})
 
 
 def _pressure_unit(raw: xr.Dataset, level: str, path: Path) -> float:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import xarray as xr
 
@@ -48,14 +49,14 @@ _KELVIN = ("K", "kelvin", "Kelvin")
 _TEMPERATURE = Quantity(_KELVIN, 150.0, 360.0)
 _WIND = Quantity(("m s**-1", "m s-1", "m/s"), -250.0, 250.0)
 
-KNOWN: dict[str, Quantity] = {
+KNOWN: dict[str, Quantity] = MappingProxyType({
     **dict.fromkeys(("t2m", "d2m", "skt", "stl1", "stl2", "stl3", "stl4", "t"), _TEMPERATURE),
     "sst": Quantity(_KELVIN, 260.0, 320.0),
     "z": Quantity(("m**2 s**-2", "m2 s-2", "m^2/s^2", "m2/s2"), -2.0e4, 6.0e5),
     **dict.fromkeys(("u", "v", "u10", "v10", "u100", "v100"), _WIND),
     "msl": Quantity(("Pa",), 85_000.0, 110_000.0),
     "sp": Quantity(("Pa",), 30_000.0, 110_000.0),
-}
+})
 
 
 def quantity(channel: str) -> Quantity | None:

@@ -177,6 +177,12 @@ class CachedERA5Dataset(torch.utils.data.Dataset):
         return self._mm
 
     @property
+    def mapped(self) -> bool:
+        """Whether this object holds the memory map now (made on first read, dropped when
+        pickled: each DataLoader worker maps the file itself)."""
+        return self._mm is not None
+
+    @property
     def cold_after_read(self) -> bool:
         """See the class docstring."""
         return self._cold_after_read

@@ -21,6 +21,7 @@ The CLI starts the server first thing, before it reads the recipe or imports any
 from __future__ import annotations
 
 import os
+from types import MappingProxyType
 
 from ..config.sizes import DEFAULT_MEMORY_LIMIT, memory_bytes
 
@@ -28,7 +29,8 @@ PRELOAD = ("era5cache.store.forkserver_preload",)
 START_METHOD = "forkserver"
 
 # Dask's defaults for distributed.nanny.pre-spawn-environ (a worker is one thread per task).
-_THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+_THREADS = MappingProxyType({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                             "OPENBLAS_NUM_THREADS": "1"})
 
 
 def worker_environ(memory_limit: str | int | None) -> dict[str, str]:
@@ -73,7 +75,7 @@ def start_fork_server() -> None:
 
 
 # glibc's mallopt parameters for what MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ set
-_MALLOPT = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_MMAP_THRESHOLD_": -3}
+_MALLOPT = MappingProxyType({"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_MMAP_THRESHOLD_": -3})
 
 
 def apply_malloc_environ(env: dict[str, str]) -> bool:

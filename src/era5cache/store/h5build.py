@@ -75,6 +75,12 @@ class ChunkFeed:
             self._ready[k] = True
             self._cond.notify_all()
 
+    @property
+    def waiting(self) -> tuple[int, int]:
+        """Blocks handed over and not yet taken by the writer: (count, bytes)."""
+        with self._cond:
+            return len(self._blocks), self._waiting
+
     def close(self) -> None:
         """No more chunks will come: a :meth:`read_block` waiting for one raises
         :class:`FeedClosed`."""

@@ -19,6 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from ..config.recipe import PreprocessConfig
 from ..errors import ConfigError, ResourceError
@@ -102,8 +103,9 @@ def _output_folder(out: Path) -> Path:
     return out
 
 
-_DISK_FULL = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded",
-              errno.EFBIG: "File too large"}
+_DISK_FULL = MappingProxyType({errno.ENOSPC: "No space left on device",
+                               errno.EDQUOT: "Disk quota exceeded",
+                               errno.EFBIG: "File too large"})
 
 
 def _disk_full(exc: Exception) -> bool:
