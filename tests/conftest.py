@@ -130,6 +130,19 @@ dask: {{workers: 2, memory_limit: 1GiB}}
 """
 
 
+def build_cache(recipe: Path | None = None, **overrides):
+    """Run the job in this process and thread (its in-process runner: no Dask workers, no
+    HDF5 from two threads) on ``recipe`` with ``overrides``
+    (:func:`era5cache.config.recipe.with_overrides` keys); a fixture's quick way to a cache.
+    The command line's own path is tested by the tests that run it."""
+    from era5cache.config.recipe import load_preprocess_config, with_overrides
+    from era5cache.store import job
+    from era5cache.store.runners import InProcessRunner
+
+    cfg = with_overrides(load_preprocess_config(recipe), **overrides)
+    return job.run(cfg, progress=False, runner=InProcessRunner())
+
+
 def run_cli(*args: str, check: bool = True):
     """Run ``era5cache`` in a fresh process, as users do (keeps Dask/HDF5 threads out of the
     test process: HDF5 is not thread-safe)."""
@@ -157,7 +170,7 @@ def small_cache(tmp_path_factory):
         "hash_inputs: false\ndask: {workers: 1, memory_limit: 1GiB}\n"
         "periods:\n  train: ['2019-01-01', '2019-01-14T18']\n"
         "  val: ['2019-01-15', '2019-01-20T18']\n")
-    run_cli("preprocess", recipe, "--no-progress")
+    build_cache(recipe)
     return tmp / "cache"
 
 

@@ -13,9 +13,10 @@ from era5cache.bench.cgroup import MemoryCgroup, ReadThrottle
 from era5cache.serve.memory import available_memory, own_memory_cgroup
 from era5cache.serve.readahead import evict
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.skipif(
     os.geteuid() != 0 or own_memory_cgroup() is None or not os.path.isdir(
-        "/sys/fs/cgroup/memory"), reason="needs root and cgroup v1 controllers")
+        "/sys/fs/cgroup/memory"), reason="needs root and cgroup v1 controllers"),
+    pytest.mark.slow]  # a 300 MB file read cold and through cgroups
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,7 @@ def test_float16_overflow_is_refused():
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("enc")
-    return {d: write_synthetic_cache(tmp / d, 120, channels=6, dtype=d)
+    return {d: write_synthetic_cache(tmp / d, 80, channels=6, dtype=d)
             for d in ("float32", "float16", "bfloat16")}
 
 

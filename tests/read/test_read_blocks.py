@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import netCDF4
 import numpy as np
+import pytest
 import xarray as xr
 
 from era5cache.read.blocks import block_steps
@@ -27,6 +28,7 @@ def test_read_block_steps():
     assert block_steps(4, 7 * 4, 24, depth=1, max_bytes=60 * 4) == 6
 
 
+@pytest.mark.slow  # rewrites and reads a month at 1 degree
 def test_read_blocks_hold_whole_file_chunks(tmp_path, sample_new):
     """A compressed file chunked over 8 time steps (netCDF's default chunking makes such
     files) is read in blocks of whole chunks, not in blocks that end inside a chunk (each

@@ -38,6 +38,7 @@ def test_new_layout_values(sample_new):
     np.testing.assert_array_equal(got, want.astype(np.float32))
 
 
+@pytest.mark.slow  # every value of the 2-month legacy sample (the quick loop: public)
 def test_legacy_layout_values_decoded_per_file(sample_legacy):
     e = open_era5([sample_legacy])
     ds = e.dataset
@@ -54,6 +55,7 @@ def test_legacy_layout_values_decoded_per_file(sample_legacy):
     assert (ds["expver"].values[-8:] == "0005").all() and (ds["expver"].values[:-8] == "0001").all()
 
 
+@pytest.mark.slow  # both 2-month samples
 def test_both_layouts_agree(sample_new, sample_legacy):
     """The same fields written in both layouts read back equal up to int16 packing."""
     a = open_era5([sample_new]).dataset["sst"].values
@@ -165,8 +167,12 @@ def test_different_grids_rejected(sample_new, tmp_path):
         open_era5([sample_new / "era5_single-levels_2019-01.nc", other])
 
 
-def test_truncated_files_are_errors(sample_new, sample_legacy, tmp_path):
-    for src, expect in ((sample_legacy / "era5_single-levels_2019-01.nc", "truncated netCDF3"),
+def test_truncated_files_are_errors(sample_new, tmp_path):
+    classic = tmp_path / "classic" / "era5_single-levels_2019-01.nc"  # netCDF3, as legacy
+    classic.parent.mkdir()
+    with xr.open_dataset(sample_new / "era5_single-levels_2019-01.nc") as ds:
+        ds.isel(valid_time=slice(0, 8)).to_netcdf(classic, format="NETCDF3_64BIT")
+    for src, expect in ((classic, "truncated netCDF3"),
                         (sample_new / "era5_single-levels_2019-01.nc",
                          "not a readable NetCDF file")):
         cut = tmp_path / src.name
@@ -274,6 +280,7 @@ def test_coordinates_and_units_era5_never_has_are_errors(sample_new, tmp_path, n
     assert str(info.value).startswith(f"{bad}: ") and message in str(info.value)
 
 
+@pytest.mark.slow  # CDO's cyclic column on a 2-month file
 def test_a_cyclic_longitude_column_is_dropped(sample_new, tmp_path):
     """CDO and NCL write global grids with both 0 and 360 (the first column repeated): the
     repeat is dropped, the values are those of the file without it; any other repeated

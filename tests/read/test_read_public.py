@@ -20,9 +20,9 @@ def _ascending(path, var) -> np.ndarray:
     return raw_decode(path, var)[..., np.argsort(lat), :]
 
 
-@pytest.mark.parametrize("layout", ["new", "legacy"])
-def test_channels_equal_netcdf4s_decoding(sample_new, sample_legacy, layout):
-    folder = sample_new if layout == "new" else sample_legacy
+@pytest.mark.parametrize("layout", ["new", pytest.param("legacy", marks=pytest.mark.slow)])
+def test_channels_equal_netcdf4s_decoding(request, layout):
+    folder = request.getfixturevalue(f"sample_{layout}")
     ds = era5cache.open_era5(folder, channels=["z500", "t2m"])
     try:
         assert list(ds.data_vars) == ["z500", "t2m"] and ds.attrs["time_step"] == "21600s"

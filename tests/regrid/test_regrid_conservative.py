@@ -291,7 +291,7 @@ def _write_nc(path, g: SourceGrid, fields: dict[str, np.ndarray]):
 
 
 @pytest.mark.cdo
-@pytest.mark.parametrize("res", [0.25, 1.0])
+@pytest.mark.parametrize("res", [pytest.param(0.25, marks=pytest.mark.slow), 1.0])
 @pytest.mark.parametrize("area_min", [0.5, 0.0])
 def test_matches_cdo_remapcon(cdo, tmp_path, res, area_min):
     g = era5_grid(res)

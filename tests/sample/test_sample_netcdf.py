@@ -32,7 +32,13 @@ def test_new_layout_structure(sample_new):
         assert ds["z"].dimensions == ("valid_time", "pressure_level", "latitude", "longitude")
 
 
-def test_legacy_layout_structure(sample_legacy):
+def test_legacy_layout_structure(tmp_path):
+    """Two short months at 2 degrees, the last 8 steps preliminary, as the session's
+    sample_legacy is written."""
+    sample_legacy = tmp_path
+    write_sample(tmp_path, SampleSpec(start="2019-01-29T00", end="2019-02-04T18",
+                                      resolution=2.0, layout="legacy", variables=("t2m",),
+                                      levels=(), preliminary_steps=8))
     path = sample_legacy / "era5_single-levels_2019-02.nc"  # holds the preliminary tail
     with netCDF4.Dataset(path) as ds:
         assert ds.data_model == "NETCDF3_64BIT_OFFSET"

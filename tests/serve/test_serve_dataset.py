@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from conftest import run_cli
+from conftest import build_cache
 from torch.utils.data import DataLoader
 
 from era5cache import CachedERA5Dataset
@@ -34,7 +34,7 @@ def cache(tmp_path_factory):
         "dask: {workers: 1, memory_limit: 1GiB}\n"
         "periods:\n  train: ['2019-01-01T00', '2019-01-20T18']\n"
         "  val: ['2019-01-21T00', '2019-01-25T18']\n  test: ['2019-01-26T00', '2019-01-31T18']\n")
-    run_cli("preprocess", recipe, "--no-progress")
+    build_cache(recipe)
     return tmp / "cache"
 
 
@@ -201,7 +201,7 @@ def _batches(ds, **kw):
     return [tuple(t.clone() for t in b) for b in dl]
 
 
-@pytest.mark.parametrize("ctx", ["fork", "spawn"])
+@pytest.mark.parametrize("ctx", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])
 def test_workers_give_same_batches(cache, ctx):
     ds = CachedERA5Dataset(cache, split="train")
     ds[0]  # open the map in the parent: children must not depend on it

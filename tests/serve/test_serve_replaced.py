@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import build_cache
 from torch.utils.data import DataLoader
 
 from era5cache import CachedERA5Dataset
@@ -31,8 +31,8 @@ def caches(tmp_path_factory):
                              ("feb", "2020-02-01", "2020-02-05T18")):
         write_sample(tmp / f"in_{name}", SampleSpec(start=start, end=end, resolution=2.0,
                                                     variables=("sst", "t2m"), seed=len(out)))
-        run_cli("preprocess", "--input", tmp / f"in_{name}", "--output", tmp / name,
-                "--variables", "t2m,sst", "--workers", "1", "--no-progress")
+        build_cache(inputs=(str(tmp / f"in_{name}"),), output=str(tmp / name),
+                    variables=("t2m", "sst"))
         out[name] = tmp / name
     return out
 
@@ -87,7 +87,7 @@ def test_dataset_mapped_before_a_publication_keeps_reading_its_own_file(live, ca
     np.testing.assert_array_equal(before, jan.read_steps(slice(0, 3)))
 
 
-@pytest.mark.parametrize("context", ["fork", "spawn"])
+@pytest.mark.parametrize("context", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])
 def test_workers_started_after_a_publication_refuse(live, context):
     """Non-persistent workers (those of a new epoch) open their map at their first batch:
     after the publication they refuse; a dataset made after it reads February in its

@@ -13,6 +13,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import pytest
 from cachebytes import assert_same_cache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,7 @@ from era5cache.config.recipe import PreprocessConfig, with_overrides
 from era5cache.config.sample import SampleSpec
 from era5cache.sample.netcdf import write_sample
 from era5cache.store import job
+from era5cache.store.crosscheck import meaning_problems
 from era5cache.store.runners import InProcessRunner
 from era5cache.timeaxis import Period, Periods
 
@@ -55,10 +57,7 @@ def _write_part(folder: Path, first: int, last: int, channels: tuple[str, ...]) 
     return folder  # its single-level and pressure-level files
 
 
-@settings(max_examples=6, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=append_cases())
-def test_appending_parts_in_any_order_equals_one_build(case, tmp_path_factory):
+def _check(case, tmp_path_factory) -> None:
     channels, parts, chunk_steps = case
     tmp = tmp_path_factory.mktemp("append")
     files = [_write_part(tmp / f"part{i}", a, b, channels) for i, (a, b) in enumerate(parts)]
@@ -77,3 +76,23 @@ def test_appending_parts_in_any_order_equals_one_build(case, tmp_path_factory):
                 progress=False, runner=InProcessRunner())
     assert r.n_time == sum(b - a + 1 for a, b in parts)
     assert_same_cache(appended, whole)
+    assert meaning_problems(whole) == []  # each channel is its Zarr variable, stats right
+
+
+_SETTINGS = dict(deadline=None, derandomize=True,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@settings(max_examples=3, **_SETTINGS)
+@given(case=append_cases())
+def test_appending_parts_in_any_order_equals_one_build(case, tmp_path_factory):
+    """Three examples in the quick loop."""
+    _check(case, tmp_path_factory)
+
+
+@pytest.mark.slow
+@settings(max_examples=12, **_SETTINGS)
+@given(case=append_cases())
+def test_appending_parts_in_any_order_equals_one_build_thoroughly(case, tmp_path_factory):
+    """Twelve examples, in ``make test`` and CI."""
+    _check(case, tmp_path_factory)

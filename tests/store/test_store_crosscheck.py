@@ -11,7 +11,7 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import build_cache, run_cli
 
 from era5cache.config.sample import SampleSpec
 from era5cache.format.checksum import file_sha256
@@ -24,8 +24,8 @@ def cache(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("crosscheck")
     write_sample(tmp / "in", SampleSpec(start="2020-01-01", end="2020-01-10T18", resolution=2.0,
                                         variables=("sst", "t2m", "z"), levels=(500,)))
-    run_cli("preprocess", "--input", tmp / "in", "--output", tmp / "cache", "--variables",
-            "t2m,sst,z500", "--workers", "1", "--chunk-steps", "8", "--no-progress")
+    build_cache(inputs=(str(tmp / "in"),), output=str(tmp / "cache"),
+                variables=("t2m", "sst", "z500"), chunk_steps=8)
     return tmp / "cache"
 
 

@@ -71,15 +71,15 @@ def plan_job(cfg: PreprocessConfig, out: Path, base: Manifest | None, force: boo
         inputs.close()  # no file handle in this process while the runner reads
     staging = Staging.begin(out, fingerprint)
     milestone("planned")
-    return Planned(cfg, out, base, inputs, plan, fingerprint, staging, len(staging.done),
-                   input_bytes, files, hashes)
+    return Planned(cfg, out, tuple(ds.data_vars), base, inputs, plan, fingerprint, staging,
+                   len(staging.done), input_bytes, files, hashes)
 
 
 def store(planned: Planned, runner, progress: bool) -> Stored:
     """Write the staged Zarr store's remaining time chunks and stream the HDF5 cache from
     them on ``runner`` (:mod:`.runners`); a value outside a variable's physical range is an
     :class:`InputError` naming the input file and the step."""
-    work = ChunkWork(planned.plan, planned.staging, planned.channels,
+    work = ChunkWork(planned.plan, planned.staging, list(planned.channels),
                      planned.out / ZARR_NAME)
     try:
         return runner.store(work, planned.spec(), planned.part, planned.files, progress)
@@ -95,7 +95,7 @@ def build_cache(planned: Planned, stored: Stored) -> Built:
     the cache without the skipped steps if any, encode it in 16 bits if asked, and stage it
     (made durable first)."""
     cfg, plan, part = planned.cfg, planned.plan, planned.part
-    keep, skipped = all_nan_policy(plan, stored.all_nan, planned.channels, cfg)
+    keep, skipped = all_nan_policy(plan, stored.all_nan, list(planned.channels), cfg)
     times = plan.times[keep]
     if skipped:  # the training period may have lost its steps
         check_training_period(times, cfg.periods, cfg.source or "command line")

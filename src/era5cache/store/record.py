@@ -50,7 +50,8 @@ def build_manifest(planned: Planned, built: Built, digests: dict[Path, str]) -> 
     """The manifest of the staged cache (``built``: its steps, the store's less the skipped
     all-NaN ones), ``digests`` the inputs' hashes."""
     cfg, inputs, base, plan = planned.cfg, planned.inputs, planned.base, planned.plan
-    staging, channels, times, axis = planned.staging, planned.channels, built.times, built.axis
+    staging, times, axis = planned.staging, built.times, built.axis
+    channels = list(planned.channels)
     records = [input_record(f, digests.get(f), INPUT_HASH) for f in inputs.files]
     if base is not None:
         new_paths = {r["path"] for r in records}

@@ -23,12 +23,15 @@ from .staging import Staging
 class Planned:
     """After the plan phase: the inputs opened and checked (their files closed again in
     this process), the store planned (``plan``: every step of the Zarr store, lazy), the
-    staging folder begun (``resumed``: chunks a killed run finished). ``base``: the
+    staging folder begun (``resumed``: chunks a killed run finished). ``channels``: the
+    cache's channel axis, in order (the recipe's, or the cache an append extends: every
+    block is stacked in it, whatever order a store lists its variables in). ``base``: the
     published cache an append extends; ``files``: the readers' file cache, its limits set
     for the workers; ``hashes``: the inputs' checksums, computing in the background."""
 
     cfg: PreprocessConfig
     out: Path
+    channels: tuple[str, ...]
     base: Manifest | None
     inputs: Era5Inputs
     plan: StorePlan
@@ -38,11 +41,6 @@ class Planned:
     input_bytes: int
     files: FileCache
     hashes: BackgroundHashes | None
-
-    @property
-    def channels(self) -> list[str]:
-        """The cache's channel axis, in order."""
-        return list(self.plan.dataset.data_vars)
 
     @property
     def part(self) -> Path:
@@ -55,7 +53,7 @@ class Planned:
         times = self.plan.times if times is None else times
         axis = axis if axis is not None else analyse(times, self.plan.axis.step)
         attrs = {c: dict(self.plan.dataset[c].attrs) for c in self.channels}
-        return CacheSpec(times, axis, tuple(self.channels), attrs, self.cfg.periods,
+        return CacheSpec(times, axis, self.channels, attrs, self.cfg.periods,
                          self.cfg.chunk_steps)
 
 
