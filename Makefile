@@ -8,7 +8,7 @@ TRAIN_CONFIG ?= pipeline/ratransformer.yaml
 SAMPLE_DIR := data/sample
 SAMPLE_STAMP := $(SAMPLE_DIR)/.complete
 
-.PHONY: install sample preprocess train test catalogue bench lint clean
+.PHONY: install sample preprocess train test quick catalogue bench lint clean
 
 install: $(STAMP)
 
@@ -37,8 +37,13 @@ train: $(STAMP)
 	@test -f data/cache/manifest.json || { echo "no cache in data/cache: run 'make preprocess' first" >&2; exit 2; }
 	$(BIN)/era5cache train $(TRAIN_CONFIG)
 
+# Two test processes (pytest-xdist): the suite is mostly single-threaded Python.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
+
+# The quick loop: everything but the end-to-end jobs and training runs marked slow.
+quick: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 catalogue: $(STAMP)
 	$(BIN)/python tests/catalogue.py

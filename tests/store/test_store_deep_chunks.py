@@ -141,7 +141,8 @@ def test_a_worker_keeps_the_file_open_between_read_tasks(layouts, reader, monkey
     path = os.path.realpath(layouts["mirror"])
     files = FileCache(1, STEPS * 181 * 360 * 2)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}
+                      ) as cluster, Client(cluster) as client:
         client.register_plugin(FileCachePlugin.like(files), name=files.name)
         options = ReadOptions(chunk_bytes=4 * 181 * 360 * 4, files=files)  # 31 blocks
         with open_file(path, options) as ds:

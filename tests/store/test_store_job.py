@@ -173,14 +173,6 @@ def test_global_realdata_file_runs(tmp_path):
     assert float(ds["t2m"].sel(lat=41, lon=61).values[0]) == pytest.approx(want, rel=1e-6)
 
 
-def _job_files(dask_worker) -> list[str]:
-    """The job's file-cache plugins a worker still has, and the NetCDF files it holds open."""
-    fds = Path("/proc/self/fd")
-    held = [os.path.realpath(fds / fd) for fd in os.listdir(fds)]
-    return ([n for n in dask_worker.plugins if n.startswith("era5cache-files")]
-            + [f for f in held if f.endswith(".nc")])
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -209,8 +201,16 @@ def test_external_scheduler_gives_identical_output(cache, sample_new, tmp_path):
         out = tmp_path / "remote"
         recipe = _recipe(tmp_path, sample_new, out)
         run_cli("preprocess", recipe, "--scheduler", addr, "--no-progress")
+        def job_files(dask_worker) -> list[str]:  # (pickled by value: workers run it)
+            """The job's file-cache plugins a worker still has, and the NetCDF files it
+            holds open."""
+            fds = Path("/proc/self/fd")
+            held = [os.path.realpath(fds / fd) for fd in os.listdir(fds)]
+            return ([n for n in dask_worker.plugins if n.startswith("era5cache-files")]
+                    + [f for f in held if f.endswith(".nc")])
+
         with Client(addr, timeout="30s") as c:  # the workers outlive the job: files let go
-            kept = c.run(_job_files)
+            kept = c.run(job_files)
         assert list(kept.values()) == [[], []]
     finally:
         for p in reversed(procs):
