@@ -180,6 +180,9 @@ def test_no_module_state_in_read_and_store():
     assert bad == []
 
 
+NETCDF_ATTRS = {"_FillValue"}  # a netCDF variable attribute, not a private name
+
+
 def test_tests_use_public_names_only():
     """No test imports a private name from the package, or reads or patches one (``x._y``
     on an object of the package; Python's own dunders and other libraries' names aside)."""
@@ -190,6 +193,9 @@ def test_tests_use_public_names_only():
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("era5cache"):
                 bad += [f"{path.name}:{node.lineno} {a.name}" for a in node.names
                         if a.name.startswith("_")]
+            elif (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                  and not node.attr.startswith("__") and node.attr not in NETCDF_ATTRS):
+                bad.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
             elif (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("setattr")
                   and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
                   and str(node.args[1].value).startswith("_")):
