@@ -1,12 +1,15 @@
 """Test-only entry point: ``python tests/killed_job.py MILESTONE ARGS...`` runs ``era5cache
 ARGS...`` and kills itself by SIGKILL when the job reaches ``MILESTONE`` (an audit event of
-:mod:`era5cache.store.milestones`), as a machine that dies there would."""
+:mod:`era5cache.store.milestones`), as a machine that dies there would. ``pause:MILESTONE``
+instead holds the job's process there (up to a minute), so that a test can interrupt or kill
+it from outside at that point, however fast the rest of the job would run."""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
+import time
 
 
 def main(argv: list[str]) -> None:
@@ -14,10 +17,15 @@ def main(argv: list[str]) -> None:
     from era5cache.store.milestones import AUDIT_EVENT
 
     target, args = argv[0], argv[1:]
+    pause = target.startswith("pause:")
+    target = target.removeprefix("pause:")
 
     def die_at(event: str, payload: tuple) -> None:
         if event == AUDIT_EVENT and payload[0] == target:
-            os.kill(os.getpid(), signal.SIGKILL)
+            if pause:
+                time.sleep(60)  # Ctrl-C (SIGINT) interrupts the sleep, as it would the job
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
 
     sys.addaudithook(die_at)
     sys.argv = ["era5cache", *args]

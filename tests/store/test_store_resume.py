@@ -131,9 +131,10 @@ def _wait_for_chunks(p: subprocess.Popen, out: Path, n: int) -> None:
 
 
 def test_killed_from_outside_while_writing_chunks(inputs, reference, tmp_path):
-    """An external SIGKILL of the whole job while chunks are being written."""
+    """An external SIGKILL of the whole job while chunks are being written (the job held
+    at its third chunk, so that it cannot finish first)."""
     out = tmp_path / "cache"
-    p = _run_killed(_args(inputs, out))
+    p = _run_killed(_args(inputs, out), at="pause:chunks:3")
     _wait_for_chunks(p, out, 3)
     _kill_group(p)
     r = cli(*_args(inputs, out))
@@ -145,9 +146,10 @@ def test_killed_from_outside_while_writing_chunks(inputs, reference, tmp_path):
 
 def test_ctrl_c_is_one_line_and_exit_130_then_the_rerun_resumes(inputs, reference, tmp_path):
     """Ctrl-C signals the terminal's whole foreground process group, Dask workers included:
-    one line, exit 130, no worker left behind, and the rerun keeps the finished chunks."""
+    one line, exit 130, no worker left behind, and the rerun keeps the finished chunks (the
+    job held at its third chunk, so that it cannot finish first)."""
     out = tmp_path / "cache"
-    p = _run_killed(_args(inputs, out))
+    p = _run_killed(_args(inputs, out), at="pause:chunks:3")
     _wait_for_chunks(p, out, 3)
     os.killpg(p.pid, signal.SIGINT)
     _, err = p.communicate(timeout=60)
