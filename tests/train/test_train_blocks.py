@@ -11,11 +11,12 @@ import torch
 from conftest import run_cli, train_yaml
 
 from era5cache import CachedERA5Dataset
-from era5cache.train import datamodule
-from era5cache.train.datamodule import choose_data_mode
 
 
 def test_auto_choice_follows_memory(small_cache, monkeypatch):
+    from era5cache.train import datamodule  # Lightning: imported where used (6 s)
+    from era5cache.train.datamodule import choose_data_mode
+
     ds = CachedERA5Dataset(small_cache, split="train", return_mask=True)
     frames = int(ds.starts.max() - ds.starts.min()) + ds.seq_len + ds.lead
     need = frames * (2 * 80 * 180 * 4 + 1 * 80 * 180)  # float32 frames + sst's mask

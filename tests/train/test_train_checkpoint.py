@@ -13,7 +13,6 @@ from conftest import run_cli, train_yaml
 from era5cache.config.trainer import load_train_config
 from era5cache.errors import ConfigError
 from era5cache.train.checkpoint import check_resume
-from era5cache.train.run import build
 
 pytestmark = pytest.mark.slow  # one real training epoch through the command line
 
@@ -28,6 +27,8 @@ def trained(small_cache, tmp_path_factory):
 
 
 def _module(recipe, **model):
+    from era5cache.train.run import build  # Lightning: imported where used (6 s)
+
     cfg = load_train_config(recipe)
     if model:
         cfg = cfg.model_copy(update={"model": dataclasses.replace(cfg.model, **model)})
