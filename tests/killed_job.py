@@ -16,6 +16,9 @@ def main(argv: list[str]) -> None:
     from era5cache.cli import entry
     from era5cache.store.milestones import AUDIT_EVENT
 
+    # Python's Ctrl-C handler, as in a terminal: a process started from one that ignores
+    # SIGINT (a pytest-xdist worker) inherits the ignoring, and would never be interrupted
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     target, args = argv[0], argv[1:]
     pause = target.startswith("pause:")
     target = target.removeprefix("pause:")
