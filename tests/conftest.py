@@ -143,6 +143,22 @@ def build_cache(recipe: Path | None = None, **overrides):
     return job.run(cfg, progress=False, runner=InProcessRunner())
 
 
+def cli_in_process(*args: str):
+    """``era5cache ARGS`` run in this process (for commands that start no Dask workers and
+    write nothing: verify, inspect): its exit status, stdout and stderr, as
+    :func:`run_cli` gives them."""
+    import contextlib
+    import io
+    from types import SimpleNamespace
+
+    from era5cache.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
 def run_cli(*args: str, check: bool = True):
     """Run ``era5cache`` in a fresh process, as users do (keeps Dask/HDF5 threads out of the
     test process: HDF5 is not thread-safe)."""

@@ -11,7 +11,7 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from conftest import build_cache, run_cli
+from conftest import build_cache, cli_in_process, run_cli
 
 from era5cache.config.sample import SampleSpec
 from era5cache.format.checksum import file_sha256
@@ -54,15 +54,15 @@ def _swap(order):
 
 def test_a_sound_cache_verifies(cache):
     assert meaning_problems(cache) == []
-    r = run_cli("verify", cache)
-    assert r.stdout.strip().endswith("sound")
+    r = cli_in_process("verify", cache)
+    assert r.returncode == 0 and r.stdout.strip().endswith("sound")
 
 
 def test_channels_in_the_stores_order_fail_verify(cache, tmp_path):
     """/data and the statistics in the Zarr store's (sorted) order, /channel in the
     recipe's: the broken append exactly."""
     bad = _tampered(cache, tmp_path, _swap([1, 0, 2]))  # t2m,sst,z500 -> sst,t2m,z500
-    r = run_cli("verify", bad, check=False)
+    r = run_cli("verify", bad, check=False)  # the command a user runs, its exit status
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2, r.stderr
     assert "channel 't2m'" in lines[0] and "era5_2deg.h5" in lines[0]
@@ -82,7 +82,7 @@ def test_statistics_of_another_channel_fail_verify(cache, tmp_path):
     sampled = meaning_problems(bad, stats_bytes=0)
     assert any("/mean of channel 't2m'" in p and "sampled" in p for p in sampled)
     assert meaning_problems(cache, stats_bytes=0) == []
-    assert run_cli("verify", bad, check=False).returncode == 2
+    assert cli_in_process("verify", bad).returncode == 2
 
 
 def test_one_changed_value_on_a_sampled_step_fails(cache, tmp_path):
