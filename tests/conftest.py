@@ -74,23 +74,39 @@ def assert_matches_cdo(got: np.ndarray, cdo: str, src: Path, tmp: Path, var: str
     assert (np.abs(got[ok] - ref[ok]) / np.abs(ref[ok])).max() <= rtol, (src, var)
 
 
+def shared_sample(tmp_path_factory, name: str, spec: SampleSpec) -> Path:
+    """A sample written once per test run: under pytest-xdist the first worker to need it
+    writes it into the run's shared temporary folder (under a file lock) and the others
+    read it, instead of each writing its own. Tests only read it."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process
+        out = tmp_path_factory.mktemp(name)
+        write_sample(out, spec)
+        return out
+    from filelock import FileLock
+
+    out = tmp_path_factory.getbasetemp().parent / name
+    with FileLock(f"{out}.lock"):
+        if not (out / ".complete").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            write_sample(out, spec)
+            (out / ".complete").touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def sample_new(tmp_path_factory) -> Path:
     """Two months (Jan-Feb 2019) of 6-hourly 1-degree data, 2024+ layout."""
-    out = tmp_path_factory.mktemp("sample_new")
-    write_sample(out, SampleSpec(start="2019-01-01T00", end="2019-02-28T18", resolution=1.0,
-                                 layout="new", variables=("sst", "t2m", "z"), levels=(500, 850)))
-    return out
+    return shared_sample(tmp_path_factory, "sample_new", SampleSpec(
+        start="2019-01-01T00", end="2019-02-28T18", resolution=1.0, layout="new",
+        variables=("sst", "t2m", "z"), levels=(500, 850)))
 
 
 @pytest.fixture(scope="session")
 def sample_legacy(tmp_path_factory) -> Path:
     """The same period in the legacy layout, the last 8 steps preliminary (expver dimension)."""
-    out = tmp_path_factory.mktemp("sample_legacy")
-    write_sample(out, SampleSpec(start="2019-01-01T00", end="2019-02-28T18", resolution=1.0,
-                                 layout="legacy", variables=("sst", "t2m", "z"),
-                                 levels=(500, 850), preliminary_steps=8))
-    return out
+    return shared_sample(tmp_path_factory, "sample_legacy", SampleSpec(
+        start="2019-01-01T00", end="2019-02-28T18", resolution=1.0, layout="legacy",
+        variables=("sst", "t2m", "z"), levels=(500, 850), preliminary_steps=8))
 
 
 def raw_decode(path: Path, var: str) -> np.ndarray:
