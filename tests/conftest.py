@@ -175,6 +175,16 @@ def cli_in_process(*args: str):
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
+def lazy_variable(array):
+    """A backend array (an xarray ``BackendArray``) as the lazy variable xarray makes of
+    it: read where indexed, with xarray's own indexing."""
+    import xarray as xr
+    from xarray.core.indexing import LazilyIndexedArray
+
+    return xr.Variable(tuple(f"d{i}" for i in range(len(array.shape))),
+                       LazilyIndexedArray(array))
+
+
 def run_cli(*args: str, check: bool = True):
     """Run ``era5cache`` in a fresh process, as users do (keeps Dask/HDF5 threads out of the
     test process: HDF5 is not thread-safe)."""

@@ -11,7 +11,7 @@ import h5py
 import netCDF4
 import numpy as np
 import pytest
-import xarray as xr
+from conftest import lazy_variable
 
 from era5cache.errors import InputError
 from era5cache.read import netcdf
@@ -213,12 +213,12 @@ def test_a_file_cache_keeps_a_partly_read_chunk_inflated(variants):
     layout = direct_layouts(variants, ["i2_deep"])["i2_deep"]  # one chunk, all steps
     want = _netcdf4_raw(variants, "i2_deep", KEYS[0])
     files = FileCache(1)
-    arr = _lazy(H5ChunkArray(str(variants), "i2_deep", layout, files))
+    arr = lazy_variable(H5ChunkArray(str(variants), "i2_deep", layout, files))
     try:
         got = np.concatenate([arr[a:a + 2].values for a in range(0, SHAPE[0], 2)])
         assert got.tobytes() == want.tobytes()
         assert files.counts["inflated"] == 1 and files.keys() == [("h5py", str(variants))]
-        whole = _lazy(H5ChunkArray(str(variants), "f4_shuffle", direct_layouts(
+        whole = lazy_variable(H5ChunkArray(str(variants), "f4_shuffle", direct_layouts(
             variants, ["f4_shuffle"])["f4_shuffle"], files))
         assert whole[4:8].values.shape == (4, 9, 14)  # chunks read whole: not kept
         assert files.counts["inflated"] == 1 + 6
@@ -229,16 +229,8 @@ def test_a_file_cache_keeps_a_partly_read_chunk_inflated(variants):
         assert files.counts["inflated"] == 7 + 6  # six reads, each inflates the chunk
     finally:
         files.close()
-    bare = _lazy(H5ChunkArray(str(variants), "i2_deep", layout))
+    bare = lazy_variable(H5ChunkArray(str(variants), "i2_deep", layout))
     assert bare[3:5].values.tobytes() == want[3:5].tobytes()
-
-
-def _lazy(array) -> xr.Variable:
-    """A backend array as the lazy variable xarray makes of it (read where indexed)."""
-    from xarray.core.indexing import LazilyIndexedArray
-
-    return xr.Variable(tuple(f"d{i}" for i in range(len(array.shape))),
-                       LazilyIndexedArray(array))
 
 
 def test_open_netcdf_reads_deflated_variables_directly(sample_new, monkeypatch):

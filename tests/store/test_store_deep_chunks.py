@@ -11,7 +11,7 @@ import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import assert_matches_cdo, raw_decode, run_cli
+from conftest import assert_matches_cdo, lazy_variable, raw_decode, run_cli
 
 from era5cache.bench.layouts import read_each_chunk_once, write_layout
 from era5cache.config.recipe import PreprocessConfig
@@ -175,7 +175,7 @@ def test_a_time_slab_of_split_chunks_is_kept_whole(layouts):
     for budget, inflated in ((slab, 8), (layout.chunk_bytes, 4 * 31 + 4)):
         files = FileCache(1)
         files.chunk_cache_bytes = budget  # below the default's floor: the sample is small
-        arr = _lazy(h5chunks.H5ChunkArray(path, "t2m", layout, files))
+        arr = lazy_variable(h5chunks.H5ChunkArray(path, "t2m", layout, files))
         try:
             got = np.concatenate([arr[a:a + 4].values for a in range(0, STEPS, 4)])
         finally:
@@ -183,9 +183,3 @@ def test_a_time_slab_of_split_chunks_is_kept_whole(layouts):
         np.testing.assert_array_equal(got, want)
         assert files.counts["inflated"] == inflated
 
-
-def _lazy(array) -> xr.Variable:
-    """A backend array as the lazy variable xarray makes of it (read where indexed)."""
-    from xarray.core.indexing import LazilyIndexedArray
-
-    return xr.Variable(("time", "lat", "lon"), LazilyIndexedArray(array))

@@ -22,7 +22,6 @@ from ..format.h5 import CacheSpec, write_h5
 from ..read.filecache import FileCache
 from .cluster import BackgroundClient
 from .h5build import ChunkFeed, H5Builder
-from .milestones import milestone
 from .schedule import ChunkWork, progress_bar, released_as_completed
 from .state import Stored
 
@@ -45,8 +44,7 @@ class InProcessRunner:
         if template is not None:
             write, args = template
             write(*args)
-            work.staging.save()
-            milestone("template")
+            work.template_written()
         work.link()
         tasks = work.tasks()
         bar = progress_bar(work.plan.n_chunks, progress, initial=len(work.staging.done))
@@ -127,8 +125,7 @@ class DaskRunner:
                 _linked(work, feed)
             for fut, block in done:
                 if fut is template:
-                    work.staging.save()
-                    milestone("template")
+                    work.template_written()
                     _linked(work, feed)
                     continue
                 work.finished(chunk_of[fut.key])

@@ -60,6 +60,11 @@ class ChunkWork:
                             "chunks": (self.plan.times.size,)}
         return write_template, (template_of(self.plan.dataset), str(self.path), encoding)
 
+    def template_written(self) -> None:
+        """The template is in the store: the journal says so (a rerun then resumes)."""
+        self.staging.save()
+        milestone("template")
+
     def tasks(self, after=None) -> dict[int, object]:
         """{chunk: the lazy :func:`store_chunk` of it} for the chunks to compute; ``after``:
         the template task they follow (Dask), if any."""
