@@ -8,15 +8,19 @@ from typing import Literal
 
 import numpy as np
 
-SINGLE_LEVEL = ("sst", "t2m")
-PRESSURE_LEVEL = ("z", "t")
+SINGLE_LEVEL = ("sst", "t2m", "tp")
+PRESSURE_LEVEL = ("z", "t", "u")
+LAYOUTS = ("new", "legacy", "arco", "wb2")  # CDS NetCDF (2024+, before); Zarr stores
 
 
 @dataclass(frozen=True)
 class SampleSpec:
     """Times are ISO strings (UTC), ``step`` like '6h' or '1h'; ``resolution`` in degrees
     (must divide 360); ``levels`` in hPa for the pressure-level variables; the last
-    ``preliminary_steps`` steps are marked ERA5T. ``out``: where ``era5cache sample
+    ``preliminary_steps`` steps are marked ERA5T. ``layout``: CDS NetCDF files (``new``,
+    ``legacy``) or one Zarr store laid out as ARCO-ERA5's (``arco``: hourly whatever
+    ``step`` says, the 37 levels) or WeatherBench2's (``wb2``: ``step`` apart, 13 levels);
+    see :mod:`era5cache.sample.stores`. ``out``: where ``era5cache sample
     --from-config`` writes it."""
 
     __pydantic_config__ = {"extra": "forbid"}  # read by pydantic
@@ -25,7 +29,7 @@ class SampleSpec:
     end: str = "2019-12-31T18"
     step: str = "6h"
     resolution: float = 0.25
-    layout: Literal["new", "legacy"] = "new"
+    layout: Literal["new", "legacy", "arco", "wb2"] = "new"
     variables: tuple[str, ...] = ("sst", "t2m", "z")
     levels: tuple[int, ...] = (500, 850)
     preliminary_steps: int = 0
@@ -34,8 +38,9 @@ class SampleSpec:
     out: str = "data/sample"
 
     def __post_init__(self) -> None:
-        if self.layout not in ("new", "legacy"):
-            raise ValueError(f"layout must be 'new' or 'legacy', not {self.layout!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not "
+                             f"{self.layout!r}")
         if not self.resolution > 0 or abs(round(360.0 / self.resolution) * self.resolution
                                           - 360.0) > 1e-9:
             raise ValueError(f"resolution {self.resolution} does not divide 360 degrees")

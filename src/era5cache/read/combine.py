@@ -18,9 +18,19 @@ from .blocks import TARGET_CHUNK_BYTES
 from .channels import all_channels, levels_as_variables
 from .expver import FINAL, PRELIMINARY
 from .files import expand_inputs
+from .longnames import HOURLY_ACCUMULATIONS
 from .normalise import open_parts
 from .options import DEFAULT_OPTIONS, ReadOptions
 from .physical import check_units
+from .timeselect import (
+    ACCUMULATION_ATTR,
+    TimeSelection,
+    native_step,
+    select_variable,
+    sum_count,
+    windows,
+)
+from .zarrinput import StoreInput, is_store, open_store
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,7 @@ class Era5Inputs:
     closers: tuple = ()
     chunk_cache: tuple[int, Path | None] = (0, None)  # largest disk_chunk_bytes, its file
     available: tuple[str, ...] = ()  # every channel the files hold, requested or not
+    stores: tuple[StoreInput, ...] = ()  # the Zarr stores read (then ``files`` is empty)
 
     def close(self) -> None:
         """Close every file handle held in this process (lazy reads re-open on demand).
@@ -47,6 +58,11 @@ class Era5Inputs:
         """
         for close in self.closers:
             close()
+
+    @property
+    def first(self) -> str:
+        """The first input, file or store, for messages."""
+        return str(self.files[0]) if self.files else self.stores[0].url
 
     @property
     def grid(self) -> SourceGrid:
@@ -62,7 +78,7 @@ class Era5Inputs:
 
 def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | None = None,
               options: ReadOptions = DEFAULT_OPTIONS) -> Era5Inputs:
-    """Open and combine ERA5 files into one normalised dataset.
+    """Open and combine ERA5 files, or Zarr stores, into one normalised dataset.
 
     Rules: files are decoded one by one and then concatenated along time per product (files
     holding the same variables); duplicate steps are resolved with final ERA5 winning over
@@ -70,19 +86,27 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
     naming both files); all files must share one grid; every variable must cover every step.
     ``variables`` restricts the ERA5 short names kept. The time axis is analysed (step, gaps,
     irregular steps) but not enforced here: callers decide. ``options``: the read blocks,
-    the ensemble member, the file cache (:class:`.options.ReadOptions`). A GRIB file gives
-    one part per variable (:func:`.grib.open_grib`), combined like files of one variable
-    each.
+    the ensemble member, the file cache, the time selection (:class:`.options.ReadOptions`).
+    A GRIB file gives one part per variable (:func:`.grib.open_grib`), a Zarr store one per
+    variable (:mod:`.zarrinput`), combined like files of one variable each. Stores and
+    files are not mixed in one read.
     """
-    files = expand_inputs([str(p) for p in paths], options.extract_dir)
-    opened, available, per_file = _open_each(files, variables, options)
+    patterns = [str(p) for p in paths]
+    stores = [p for p in patterns if is_store(p)]
+    if stores and len(stores) != len(patterns):
+        raise InputError(f"{stores[0]}: a Zarr store and files in one run; build the cache "
+                         "from one kind and --append the other")
+    files = [] if stores else expand_inputs(patterns, options.extract_dir)
+    opened, available, per_file, records = _open_each(files, stores, variables, options)
     closers = tuple(ds.close for _, ds in opened)
     biggest = max(per_file, key=per_file.get) if per_file else None
     if not opened:
-        raise InputError(f"{files[0] if files else paths}: none of the inputs holds "
+        raise InputError(f"{(files or stores or paths)[0]}: none of the inputs holds "
                          f"the requested variables {', '.join(variables)} (they hold: "
                          f"{', '.join(available) or 'nothing'})")
     merged, first_src, dropped = _combined(opened)
+    if options.time is not None and not stores:  # a store's steps are selected as it opens
+        merged, first_src = selected(merged, first_src, options.time, str(files[0]))
     return Era5Inputs(
         dataset=merged,
         files=tuple(files),
@@ -92,7 +116,31 @@ def open_era5(paths: list[str | os.PathLike] | tuple, variables: list[str] | Non
         closers=closers,
         chunk_cache=(per_file[biggest], biggest) if biggest is not None else (0, None),
         available=tuple(available),
+        stores=tuple(records),
     )
+
+
+def selected(ds: xr.Dataset, source: np.ndarray, sel: TimeSelection, where: str
+             ) -> tuple[xr.Dataset, np.ndarray]:
+    """The combined files' steps that ``sel`` selects, accumulated variables (ERA5's hourly
+    sums, :data:`.longnames.HOURLY_ACCUMULATIONS`) summed over the selected step
+    (:mod:`.timeselect`); and the file of each kept step. A sum is final ERA5 only where
+    every step it sums is."""
+    times = ds["time"].values.astype("datetime64[s]")
+    picked = sel.indices(times, where)
+    native = native_step(times)
+    out, longest = {}, 1
+    for v in ds.data_vars:
+        da = ds[v]
+        if v in HOURLY_ACCUMULATIONS:
+            da = da.assign_attrs({ACCUMULATION_ATTR: 1})
+        count = sum_count(1 if v in HOURLY_ACCUMULATIONS else None, native, sel.step)
+        longest = max(longest, count)
+        out[v] = select_variable(da, times, picked, count, where)
+    final = (ds["expver"].values == FINAL)[windows(times, picked, longest, where)]
+    ev = np.where(final.reshape(picked.size, longest).all(axis=1), FINAL, PRELIMINARY)
+    new = xr.Dataset(out, attrs=ds.attrs).assign_coords(expver=("time", ev.astype("U4")))
+    return new, np.asarray(source)[picked]
 
 
 def _combined(opened: list[tuple[Path, xr.Dataset]]
@@ -136,17 +184,25 @@ def _combined(opened: list[tuple[Path, xr.Dataset]]
     return merged, sources[next(iter(base.data_vars))], dropped
 
 
-def _open_each(files: list[Path], variables: list[str] | None, options: ReadOptions
-               ) -> tuple[list[tuple[Path, xr.Dataset]], dict[str, None], dict[Path, int]]:
-    """Each file's parts (:func:`.normalise.open_parts`) holding any of ``variables``,
-    units checked, on one grid; every channel the files hold (an ordered set); each file's
-    slab bytes (:attr:`.normalise.Part.slab_bytes`)."""
-    opened: list[tuple[Path, xr.Dataset]] = []
-    grid: tuple[Path, SourceGrid] | None = None
+def _open_each(files: list[Path], stores: list[str], variables: list[str] | None,
+               options: ReadOptions):
+    """Each file's parts (:func:`.normalise.open_parts`) and each store's
+    (:func:`.zarrinput.open_store`) holding any of ``variables``, units checked, on one
+    grid; every channel the inputs hold (an ordered set); each file's slab bytes
+    (:attr:`.normalise.Part.slab_bytes`); the stores' records."""
+    opened: list[tuple[Path | str, xr.Dataset]] = []
+    grid: tuple[Path | str, SourceGrid] | None = None
     available: dict[str, None] = {}
     per_file: dict[Path, int] = {}
-    for f in files:
-        for part in open_parts(f, options):
+    records = []
+    sources = [(f, lambda f=f: open_parts(f, options)) for f in files]
+    for url in stores:
+        store = open_store(url, variables, options)
+        records.append(store.record)
+        available.update(dict.fromkeys(store.available))
+        sources.append((url, lambda store=store: store.parts))
+    for f, parts in sources:
+        for part in parts():
             ds = part.dataset
             available.update(dict.fromkeys(all_channels(ds)))
             if variables is not None:
@@ -164,7 +220,7 @@ def _open_each(files: list[Path], variables: list[str] | None, options: ReadOpti
                                  f"({grid[1].describe()}); regrid them in separate runs")
             opened.append((f, ds))
             per_file[f] = per_file.get(f, 0) + part.slab_bytes
-    return opened, available, per_file
+    return opened, available, per_file, records
 
 
 def _listed(values) -> str:

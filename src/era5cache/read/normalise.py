@@ -89,7 +89,7 @@ def open_file(path: str | os.PathLike, options: ReadOptions = DEFAULT_OPTIONS) -
 
 
 @dataclass(frozen=True)
-class _Dims:
+class Dims:
     """Names of a raw file's dimensions; ``single``: time was a scalar coordinate (one
     field, expanded to one step); ``per_hpa``: the level coordinate's units per hPa."""
 
@@ -108,7 +108,7 @@ def normalise(raw: xr.Dataset, path: Path, options: ReadOptions = DEFAULT_OPTION
     chunk into read blocks and decode packed values, one expver per step, coordinates in
     order, float32 variables with their CF attributes."""
     opened = raw  # what closes the file
-    raw, dims = _dimensions(raw, path)
+    raw, dims = find_dimensions(raw, path)
     ds, back = _renamed(raw, dims, path, options.member)
     names = [back.get(v, v) for v in ds.data_vars]  # the raw file's
     depth = None if dims.single else time_chunk_depth(raw, dims.time, names)
@@ -116,14 +116,14 @@ def normalise(raw: xr.Dataset, path: Path, options: ReadOptions = DEFAULT_OPTION
     ds, nt = _read_blocks(ds, depth, options)
     if options.member == "mean":
         ds = mean_of_members(ds)
-    ds = _coordinates_in_order(_with_expver(ds, ev, path), dims.per_hpa, path)
-    out = _float32_variables(ds, raw, back)
+    ds = coordinates_in_order(_with_expver(ds, ev, path), dims.per_hpa, path)
+    out = float32_variables(ds, raw, back)
     shared = bool(depth and depth > 1 and nt % depth)  # blocks share chunks
     out.set_close(opened.close)
     return Part(out, disk_chunk_bytes(raw, names, dims.time) if shared else 0)
 
 
-def _dimensions(raw: xr.Dataset, path: Path) -> tuple[xr.Dataset, _Dims]:
+def find_dimensions(raw: xr.Dataset, path: Path) -> tuple[xr.Dataset, Dims]:
     """``raw`` with a scalar time or level expanded to a dimension of one (cfgrib, xarray
     squeeze them), and the names of its dimensions; :class:`InputError` where time,
     latitude or longitude is missing or the coordinates cannot be ERA5's
@@ -149,10 +149,10 @@ def _dimensions(raw: xr.Dataset, path: Path) -> tuple[xr.Dataset, _Dims]:
         raw = raw.expand_dims(scalar_level)
         level = scalar_level
     per_hpa = _pressure_unit(raw, level, path) if level else None
-    return raw, _Dims(tdim, lat, lon, level, bool(single), per_hpa)
+    return raw, Dims(tdim, lat, lon, level, bool(single), per_hpa)
 
 
-def _renamed(raw: xr.Dataset, dims: _Dims, path: Path, member: Member
+def _renamed(raw: xr.Dataset, dims: Dims, path: Path, member: Member
              ) -> tuple[xr.Dataset, dict[str, str]]:
     """The variables on (time, latitude, longitude) renamed to the normalised names (ERA5's
     for GRIB's short names), one ensemble member picked; and the renames reversed."""
@@ -202,7 +202,7 @@ def _with_expver(ds: xr.Dataset, ev: np.ndarray | None, path: Path) -> xr.Datase
     return ds.drop_vars(extra)
 
 
-def _coordinates_in_order(ds: xr.Dataset, per_hpa: float | None, path: Path) -> xr.Dataset:
+def coordinates_in_order(ds: xr.Dataset, per_hpa: float | None, path: Path) -> xr.Dataset:
     """Latitude ascending, longitude in [0, 360) ascending (a cyclic column dropped), time
     ascending, levels in whole hPa ascending (``per_hpa``: the file's units per hPa)."""
     lon_vals = np.mod(ds["lon"].values.astype(np.float64), 360.0)
@@ -224,7 +224,7 @@ def _coordinates_in_order(ds: xr.Dataset, per_hpa: float | None, path: Path) -> 
     return ds
 
 
-def _float32_variables(ds: xr.Dataset, raw: xr.Dataset, back: dict[str, str]) -> xr.Dataset:
+def float32_variables(ds: xr.Dataset, raw: xr.Dataset, back: dict[str, str]) -> xr.Dataset:
     """The normalised dataset: float32 variables (time, [level,] lat, lon) with the raw
     file's attributes less GRIB's and the coding ones, coordinates with CF attributes, no
     encoding (no packing leaks into the outputs)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from .blocks import TARGET_CHUNK_BYTES
 from .filecache import Files
 from .members import Member
+from .timeselect import TimeSelection
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class ReadOptions:
         files: the cache that keeps input files open between reads (:mod:`.filecache`);
             None: each read opens and closes its file (netCDF4's through xarray's own
             cache).
+        time: the steps to read (:class:`.timeselect.TimeSelection`); None: all.
+        storage_options: fsspec options for remote Zarr stores (credentials, endpoints);
+            None: anonymous access (:mod:`.zarrinput`).
     """
 
     chunk_bytes: int = TARGET_CHUNK_BYTES
@@ -37,6 +41,8 @@ class ReadOptions:
     member: Member = None
     extract_dir: Path | None = None
     files: Files | None = None
+    time: TimeSelection | None = None
+    storage_options: dict | None = None
 
 
 DEFAULT_OPTIONS = ReadOptions()

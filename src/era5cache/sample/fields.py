@@ -1,7 +1,8 @@
 """The sample's synthetic fields: plausible ERA5-like values on any lat-lon grid.
 
-``sst`` (K, NaN over a land mask shaped like the continents), ``t2m`` (K), and ``z``
-(m**2 s**-2) / ``t`` (K) on pressure levels, with a latitude gradient, seasonal and diurnal
+``sst`` (K, NaN over a land mask shaped like the continents), ``t2m`` (K), ``tp`` (m of
+water in the hour ending at the step, >= 0), and ``z`` (m**2 s**-2) / ``t`` (K) / ``u``
+(m s**-1) on pressure levels from 1 to 1000 hPa, with a latitude gradient, seasonal and diurnal
 cycles, and eastward travelling mid-latitude waves plus slow ocean anomalies, so a forecast
 model has structure to learn. Deterministic for a given seed. Pure numpy.
 """
@@ -17,6 +18,9 @@ ATTRS = {
           "standard_name": "geopotential"},
     "t": {"units": "K", "long_name": "Temperature", "GRIB_paramId": 130,
           "standard_name": "air_temperature"},
+    "u": {"units": "m s**-1", "long_name": "U component of wind", "GRIB_paramId": 131,
+          "standard_name": "eastward_wind"},
+    "tp": {"units": "m", "long_name": "Total precipitation", "GRIB_paramId": 228},
 }
 G = 9.80665
 
@@ -130,10 +134,19 @@ class Fields:
             amp = 20.0 + 0.2 * height / 50.0
             out = G * (thick + amp * self._waves(hours) + 2.0 * noise)
         elif name == "t":
-            p = float(level)
-            base = 288.0 - 6.5 * 7.4 * np.log(1013.0 / p) - 30.0 * s2
+            km = 7.4 * np.log(1013.0 / float(level))
+            # a lapse rate of 6.5 K/km up to the tropopause, warming above 20 km
+            base = np.maximum(288.0 - 6.5 * km - 30.0 * s2, 205.0 + 2.0 * max(km - 20.0, 0.0))
             out = base + 3.0 * hemi * season + 3.0 * self._waves(hours) + 0.3 * noise
+        elif name == "u":
+            km = 7.4 * np.log(1013.0 / float(level))
+            jet = 35.0 * np.exp(-(((np.abs(np.rad2deg(self.phi)) - 40.0) / 12.0) ** 2))
+            out = jet * (1.0 - np.exp(-km / 4.0)) + 8.0 * self._waves(hours) + 1.0 * noise
+        elif name == "tp":  # hourly accumulation, m of water: showers where waves rise
+            wet = np.maximum(self._waves(hours) + 0.3 * noise, 0.0)
+            out = 4e-4 * wet * (1.0 + 0.5 * np.cos(self.phi))
         else:
-            raise ValueError(f"sample has no variable {name!r}; choose from sst, t2m, z, t")
+            raise ValueError(f"sample has no variable {name!r}; choose from sst, t2m, tp, "
+                             "z, t, u")
         return np.broadcast_to(out, noise.shape).astype(np.float32)
 
