@@ -11,7 +11,8 @@ def add(sub) -> None:
     pp.add_argument("config", nargs="?", help="recipe YAML (default: built-in defaults)")
     pp.add_argument("--input", action="extend", nargs="+", metavar="PATH",
                     help="input paths, folders or globs: any number after one --input "
-                         "(a shell glob), and --input may repeat")
+                         "(a shell glob), and --input may repeat; or Zarr stores, a "
+                         "folder or a URL (gs://, s3://, https://, file://)")
     pp.add_argument("--output")
     pp.add_argument("--variables", type=csv_list, help="channels, e.g. sst,t2m,z500")
     pp.add_argument("--scheduler", help="address of a running Dask scheduler")
@@ -21,6 +22,12 @@ def add(sub) -> None:
                     help="serve Dask's dashboard of the local cluster (default address "
                          "127.0.0.1:8787; needs bokeh)")
     pp.add_argument("--chunk-steps", type=int)
+    pp.add_argument("--start", help="first time step to read (ISO date or time, e.g. "
+                    "2020-01-01 or 2020-01-01T06); needed for ARCO-ERA5")
+    pp.add_argument("--end", help="last time step to read, inclusive (a date alone means "
+                    "its 00 UTC step)")
+    pp.add_argument("--step", help="keep every STEP from midnight, e.g. 6h (00/06/12/18 of "
+                    "hourly data); accumulations (tp) are summed over it")
     pp.add_argument("--append", action="store_true",
                     help="extend the published cache with these inputs (new months; final "
                          "ERA5 replaces preliminary ERA5T)")
@@ -54,7 +61,8 @@ def run(args) -> int:
     cfg = load_preprocess_config(args.config)
     cfg = with_overrides(
         cfg, inputs=tuple(args.input) if args.input else None, output=args.output,
-        variables=args.variables, chunk_steps=args.chunk_steps,
+        variables=args.variables, chunk_steps=args.chunk_steps, start=args.start,
+        end=args.end, step=args.step,
         all_nan_steps=args.all_nan_steps, dask_scheduler=args.scheduler,
         dask_workers=args.workers, dask_memory_limit=args.memory_limit,
         dask_dashboard=args.dashboard)

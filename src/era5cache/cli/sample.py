@@ -1,10 +1,11 @@
-"""``era5cache sample``: write ERA5 NetCDF exactly as the CDS delivers it."""
+"""``era5cache sample``: write ERA5 NetCDF exactly as the CDS delivers it, or a Zarr store
+laid out as ARCO-ERA5's or WeatherBench2's."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from ..config.sample import SampleSpec
+from ..config.sample import LAYOUTS, SampleSpec
 from ..errors import ConfigError
 from . import csv_list
 
@@ -14,7 +15,9 @@ _DEFAULT = SampleSpec()
 def add(sub) -> None:
     s = sub.add_parser("sample", help="write a synthetic ERA5 sample in CDS layout")
     s.add_argument("--out", help="output folder (default: the recipe's sample.out)")
-    s.add_argument("--layout", choices=("new", "legacy"), default=_DEFAULT.layout)
+    s.add_argument("--layout", choices=LAYOUTS, default=_DEFAULT.layout,
+                   help="CDS NetCDF files (new, legacy) or one Zarr store laid out as "
+                        "ARCO-ERA5's (arco) or WeatherBench2's (wb2)")
     s.add_argument("--start", default=_DEFAULT.start)
     s.add_argument("--end", default=_DEFAULT.end)
     s.add_argument("--step", default=_DEFAULT.step)
@@ -47,6 +50,13 @@ def run(args) -> int:
         except ValueError as exc:
             raise ConfigError(f"command line: {exc}") from None
     out = args.out or spec.out
+    if spec.layout in ("arco", "wb2"):
+        from ..sample.stores import write_store
+
+        path = write_store(out, spec)
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        print(f"wrote a Zarr store in {spec.layout} layout ({size / 1e6:.1f} MB) to {path}")
+        return 0
     files = write_sample(out, spec)
     total = sum(f.stat().st_size for f in files)
     print(f"wrote {len(files)} files ({total / 1e6:.1f} MB) to {out}")

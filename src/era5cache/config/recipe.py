@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from ..errors import ConfigError
+from ..read.timeselect import TimeSelection
 from ..timeaxis import Periods
 from .loading import read_yaml_mapping, validate, with_changes
 from .sample import SampleSpec
@@ -78,6 +79,10 @@ class PreprocessConfig(BaseModel):
     member: NonNegativeInt | Literal["mean"] | None = None
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     sample: SampleSpec | None = None
+    start: str | None = None
+    end: str | None = None
+    step: str | None = None
+    storage_options: dict[str, Any] | None = None
     source: str | None = None
 
     @field_validator("variables")
@@ -104,6 +109,16 @@ class PreprocessConfig(BaseModel):
         return Periods.from_json(v)
 
     @model_validator(mode="after")
+    def _time_selection(self):
+        TimeSelection.parse(self.start, self.end, self.step)  # ValueError names the key
+        return self
+
+    @property
+    def time(self) -> TimeSelection | None:
+        """The time selection (:class:`era5cache.read.timeselect.TimeSelection`)."""
+        return TimeSelection.parse(self.start, self.end, self.step)
+
+    @model_validator(mode="after")
     def _shares_name_channels(self):
         if self.variables is not None:
             unknown = set(self.valid_share) - set(self.variables) - {"default"}
@@ -121,6 +136,8 @@ class PreprocessConfig(BaseModel):
             out["member"] = self.member
         if self.dtype != "float32":  # likewise
             out["dtype"] = self.dtype
+        if self.step is not None:  # likewise; start and end select inputs (job_fingerprint)
+            out["step"] = self.time.to_json()["step"]
         return out
 
     def threshold(self, channel: str) -> float:

@@ -58,9 +58,21 @@ def inspect_cache(root: str | Path) -> str:
         lines += [f"  {ch:<9} {e:14.3g}" for ch, e in err.items()]
     else:
         lines.append("storage     float32, physical units")
+    files = [i for i in m.inputs if "path" in i]
+    stores = [i for i in m.inputs if "url" in i]
     lines += [
-        f"inputs      {len(m.inputs)} files, {_human(sum(i['size'] for i in m.inputs))}",
+        f"inputs      {len(files)} files, {_human(sum(i['size'] for i in files))}"
+        + "".join(f"; store {s['url']} {_selected(s.get('selection', {}))}" for s in stores),
         f"sizes       {H5_NAME} {_human(_size(root / H5_NAME))}, "
         f"{ZARR_NAME} {_human(_size(root / ZARR_NAME))}",
     ]
     return "\n".join(lines)
+
+
+def _selected(selection: dict) -> str:
+    """A store's selected range as the manifest records it: 'start .. end every step'."""
+    if not selection:
+        return "(every step)"
+    step = selection.get("step")
+    return (f"({selection.get('start') or 'first'} .. {selection.get('end') or 'last'}"
+            + (f" every {int(step[:-1]) / 3600:g}h)" if step else ")"))

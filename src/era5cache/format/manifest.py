@@ -42,7 +42,9 @@ class Manifest:
     record (``size``, ``sha256``, ``data_offset``, and ``storage`` and ``encoding_error`` when
     16-bit, for the HDF5 file; ``files``, the sha256 of
     each file of the Zarr store); ``statistics`` each channel to ``mean``, ``std``,
-    ``diff_std`` and ``count``; ``periods`` each split to ``[start, end]`` or None."""
+    ``diff_std`` and ``count``; ``periods`` each split to ``[start, end]`` or None;
+    ``accumulations`` each accumulated channel (``tp``) to the hours each value sums over,
+    ending at its step (None: no accumulated channel)."""
 
     format_version: int
     package_version: str | None
@@ -59,6 +61,7 @@ class Manifest:
     settings: dict | None = None
     chunks: dict | None = None
     append: dict | None = None
+    accumulations: dict[str, int] | None = None
     synthetic: bool = False
     complete: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -103,8 +106,8 @@ class Manifest:
             v = getattr(self, f.name)
             if f.name == "extra":
                 continue
-            if f.name in ("created", "fingerprint", "config", "settings", "chunks", "append"
-                          ) and v is None or f.name == "synthetic" and not v:
+            if f.name in ("created", "fingerprint", "config", "settings", "chunks", "append",
+                          "accumulations") and v is None or f.name == "synthetic" and not v:
                 continue
             if f.name == "time":
                 v = {k: list(x) if isinstance(x, tuple) else x

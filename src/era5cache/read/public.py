@@ -47,7 +47,7 @@ def open_era5(paths: str | os.PathLike | Sequence[str | os.PathLike],
                             ReadOptions(member=member))
     ds = inputs.dataset
     if channels:
-        ds = select_channels(ds, list(channels), where=str(inputs.files[0]),
+        ds = select_channels(ds, list(channels), where=inputs.first,
                              available=inputs.available)
     ds.attrs["time_step"] = inputs.axis.step or ""
     ds.set_close(inputs.close)

@@ -14,16 +14,22 @@ from ..format.layout import FORMAT_VERSION, MANIFEST_NAME
 from ..format.manifest import Manifest, read_manifest
 from ..format.verify import verify
 from ..read.files import list_inputs
+from ..read.zarrinput import StoreInput
 
 
-def job_fingerprint(cfg: PreprocessConfig, base: Manifest | None) -> str:
-    """Identity of a job: its input files (path, size, mtime), the output settings, the
-    package and format version, and for an append the published cache it extends."""
-    files = [{"path": str(f.resolve()), "size": f.stat().st_size, "mtime": f.stat().st_mtime}
-             for f in list_inputs(cfg.inputs)]
+def job_fingerprint(cfg: PreprocessConfig, base: Manifest | None,
+                    stores: tuple[StoreInput, ...] = ()) -> str:
+    """Identity of a job: its input files (path, size, mtime) or Zarr ``stores`` (URL,
+    metadata hash, selected range), the time selection, the output settings, the package
+    and format version, and for an append the published cache it extends."""
+    files = [] if stores else [
+        {"path": str(f.resolve()), "size": f.stat().st_size, "mtime": f.stat().st_mtime}
+        for f in list_inputs(cfg.inputs)]
     ident = {"format_version": FORMAT_VERSION, "package_version": __version__,
-             "inputs": files, "settings": cfg.output_settings(),
+             "inputs": files + [s.to_json() for s in stores], "settings": cfg.output_settings(),
              "base": None if base is None else base.h5["sha256"]}
+    if cfg.time is not None:  # absent otherwise: caches made before it stay current
+        ident["time"] = cfg.time.to_json()
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 

@@ -19,6 +19,7 @@ from ..read.filecache import DEFAULT_OPEN_FILES as OPEN_FILES_PER_WORKER
 from ..read.filecache import Files
 from ..read.options import ReadOptions
 from ..read.physical import quantity
+from ..read.timeselect import ACCUMULATION_ATTR
 from ..regrid.adapter import regrid_dataset
 from ..regrid.conservative import ConservativeRegridder, CoverageError
 from ..timeaxis import format_step
@@ -113,11 +114,12 @@ def open_inputs(cfg: PreprocessConfig, extract_dir: Path | None = None,
     channels = channels or cfg.variables
     options = ReadOptions(chunk_bytes=read_chunk_bytes(cfg), align_steps=cfg.chunk_steps,
                           max_block_bytes=read_block_ceiling(cfg), member=cfg.member,
-                          extract_dir=extract_dir, files=files)
+                          extract_dir=extract_dir, files=files, time=cfg.time,
+                          storage_options=cfg.storage_options)
     inputs = open_era5(list(cfg.inputs), base_names(channels), options)
     check_chunk_memory(cfg, inputs)
     channels = channels or tuple(all_channels(inputs.dataset))
-    ds = select_channels(inputs.dataset, channels, where=str(inputs.files[0]),
+    ds = select_channels(inputs.dataset, channels, where=inputs.first,
                          available=inputs.available)
     if inputs.axis.irregular:
         t = inputs.axis.irregular[0]
@@ -128,7 +130,7 @@ def open_inputs(cfg: PreprocessConfig, extract_dir: Path | None = None,
     try:
         regridder = ConservativeRegridder.for_grid(inputs.grid)
     except CoverageError as exc:
-        raise InputError(f"{inputs.files[0]}: {exc}") from exc
+        raise InputError(f"{inputs.first}: {exc}") from exc
     return inputs, ds, regridder
 
 
@@ -144,7 +146,7 @@ def regridded(ds: xr.Dataset, regridder: ConservativeRegridder,
                          bounds=bounds)
     for c in channels:
         out[c].attrs = {k: v for k, v in ds[c].attrs.items()
-                        if k in ("units", "long_name", "standard_name")}
+                        if k in ("units", "long_name", "standard_name", ACCUMULATION_ATTR)}
     out.attrs = {
         "title": "ERA5 on a 2-degree grid (first-order conservative)",
         "source": "ERA5 reanalysis (Copernicus Climate Change Service)",

@@ -51,8 +51,9 @@ def plan_job(cfg: PreprocessConfig, out: Path, base: Manifest | None, force: boo
                                         base.channels if base else None, files)
     hashes = None
     try:
-        input_bytes = sum(f.stat().st_size for f in inputs.files)
-        fingerprint = job_fingerprint(cfg, base)
+        input_bytes = sum(f.stat().st_size for f in inputs.files) + sum(
+            s.decoded_bytes for s in inputs.stores)
+        fingerprint = job_fingerprint(cfg, base, inputs.stores)
         current = up_to_date(out, fingerprint) if base is None and not force else None
         if current is not None:
             discard(out)

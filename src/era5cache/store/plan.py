@@ -115,7 +115,7 @@ def appended(regridded: xr.Dataset, inputs: Era5Inputs, base: Manifest, base_zar
 
     step = base.time.step
     if step and inputs.axis.step and inputs.axis.step != step:
-        raise InputError(f"{inputs.files[0]}: time step {format_step(inputs.axis.step)} "
+        raise InputError(f"{inputs.first}: time step {format_step(inputs.axis.step)} "
                          f"differs from the cache's {format_step(step)}; --append needs the "
                          "same step")
     axis = analyse(times, step or None)

@@ -15,6 +15,7 @@ from ..format.h5 import data_offset, storage_record
 from ..format.layout import FORMAT_VERSION, H5_NAME, ZARR_NAME
 from ..format.manifest import Manifest, TimeCoverage, input_record
 from ..grid import NLAT, NLON
+from ..read.timeselect import ACCUMULATION_ATTR
 from .plan import StorePlan
 from .state import Built, Planned
 
@@ -52,10 +53,11 @@ def build_manifest(planned: Planned, built: Built, digests: dict[Path, str]) -> 
     cfg, inputs, base, plan = planned.cfg, planned.inputs, planned.base, planned.plan
     staging, times, axis = planned.staging, built.times, built.axis
     channels = list(planned.channels)
-    records = [input_record(f, digests.get(f), INPUT_HASH) for f in inputs.files]
+    records = [input_record(f, digests.get(f), INPUT_HASH) for f in inputs.files] + [
+        s.to_json() for s in inputs.stores]
     if base is not None:
-        new_paths = {r["path"] for r in records}
-        records = [r for r in base.inputs if r["path"] not in new_paths] + records
+        new = {_input_key(r) for r in records}
+        records = [r for r in base.inputs if _input_key(r) not in new] + records
     n_chunks = plan.n_chunks
     append = None
     if base is not None:
@@ -93,6 +95,23 @@ def build_manifest(planned: Planned, built: Built, digests: dict[Path, str]) -> 
             ZARR_NAME: {"files": tree_sha256(staging.zarr)},
         },
         append=append,
+        accumulations=accumulations(plan) or None,
         complete=True,
     )
 
+
+
+def accumulations(plan: StorePlan) -> dict[str, int]:
+    """{channel: hours each value sums over} of the store's accumulated channels
+    (:data:`era5cache.read.timeselect.ACCUMULATION_ATTR`)."""
+    ds = plan.dataset
+    return {str(c): int(ds[c].attrs[ACCUMULATION_ATTR]) for c in ds.data_vars
+            if ACCUMULATION_ATTR in ds[c].attrs}
+
+
+def _input_key(record: dict) -> tuple:
+    """What identifies an input in the manifest: a file's path; a store's URL and selected
+    range (an append of another range of one store adds a record)."""
+    if "url" in record:
+        return record["url"], tuple(sorted(record.get("selection", {}).items()))
+    return (record["path"],)
