@@ -74,23 +74,34 @@ def assert_matches_cdo(got: np.ndarray, cdo: str, src: Path, tmp: Path, var: str
     assert (np.abs(got[ok] - ref[ok]) / np.abs(ref[ok])).max() <= rtol, (src, var)
 
 
+def _write_any(out: Path, spec: SampleSpec) -> Path:
+    """The sample's files into the folder ``out``, or its Zarr store (layouts ``arco``,
+    ``wb2``) as ``out/store.zarr``; returns what ``--input`` takes."""
+    if spec.layout in ("arco", "wb2"):
+        from era5cache.sample.stores import write_store
+
+        return write_store(out / "store.zarr", spec)
+    write_sample(out, spec)
+    return out
+
+
 def shared_sample(tmp_path_factory, name: str, spec: SampleSpec) -> Path:
     """A sample written once per test run: under pytest-xdist the first worker to need it
     writes it into the run's shared temporary folder (under a file lock) and the others
-    read it, instead of each writing its own. Tests only read it."""
+    read it, instead of each writing its own. Tests only read it. Returns the folder of
+    files, or the Zarr store."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process
-        out = tmp_path_factory.mktemp(name)
-        write_sample(out, spec)
-        return out
+        return _write_any(tmp_path_factory.mktemp(name), spec)
     from filelock import FileLock
 
     out = tmp_path_factory.getbasetemp().parent / name
     with FileLock(f"{out}.lock"):
         if not (out / ".complete").exists():
             shutil.rmtree(out, ignore_errors=True)
-            write_sample(out, spec)
+            out.mkdir(parents=True)
+            _write_any(out, spec)
             (out / ".complete").touch()
-    return out
+    return out / "store.zarr" if spec.layout in ("arco", "wb2") else out
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +118,18 @@ def sample_legacy(tmp_path_factory) -> Path:
     return shared_sample(tmp_path_factory, "sample_legacy", SampleSpec(
         start="2019-01-01T00", end="2019-02-28T18", resolution=1.0, layout="legacy",
         variables=("sst", "t2m", "z"), levels=(500, 850), preliminary_steps=8))
+
+
+ARCO_SPEC = SampleSpec(start="2020-01-01T00", end="2020-01-02T18", step="1h", resolution=5.0,
+                       layout="arco", variables=("t2m", "tp", "z", "u"), preliminary_steps=6)
+"""Two days of hourly data in ARCO-ERA5's layout at 5 degrees, 37 levels; the second day
+preliminary ERA5T; the time axis a day longer at each end, unwritten."""
+
+
+@pytest.fixture(scope="session")
+def arco_store(tmp_path_factory) -> Path:
+    """The store of :data:`ARCO_SPEC` (read only)."""
+    return shared_sample(tmp_path_factory, "arco_store", ARCO_SPEC)
 
 
 def raw_decode(path: Path, var: str) -> np.ndarray:

@@ -24,8 +24,8 @@ def add(sub) -> None:
     pp.add_argument("--chunk-steps", type=int)
     pp.add_argument("--start", help="first time step to read (ISO date or time, e.g. "
                     "2020-01-01 or 2020-01-01T06); needed for ARCO-ERA5")
-    pp.add_argument("--end", help="last time step to read, inclusive (a date alone means "
-                    "its 00 UTC step)")
+    pp.add_argument("--end", help="last time step to read, inclusive (a date alone: the "
+                    "whole day)")
     pp.add_argument("--step", help="keep every STEP from midnight, e.g. 6h (00/06/12/18 of "
                     "hourly data); accumulations (tp) are summed over it")
     pp.add_argument("--append", action="store_true",

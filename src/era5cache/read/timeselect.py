@@ -24,19 +24,26 @@ ACCUMULATION_ATTR = "accumulation_hours"  # hours each value sums over, ending a
 EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
 
 
-def _time(text: str | None, what: str) -> np.datetime64 | None:
+def _time(text: str | None, what: str, last: bool = False) -> np.datetime64 | None:
+    """An ISO date or time in seconds; with ``last``, a year, month or day alone is its last
+    second (``--end 2020-12-31`` keeps the whole day, as xarray's slices do)."""
     if text is None:
         return None
     try:
-        return np.datetime64(str(text).strip().replace(" ", "T"), "s")
+        value = np.datetime64(str(text).strip().replace(" ", "T"))
     except ValueError:
         raise ValueError(f"{what} {text!r} is not an ISO date or time (e.g. 2020-01-01 or "
                          "2020-01-01T06)") from None
+    coarse = np.datetime_data(value.dtype)[0] in ("Y", "M", "D")
+    if last and coarse:
+        return (value + 1).astype("datetime64[s]") - np.timedelta64(1, "s")
+    return value.astype("datetime64[s]")
 
 
 @dataclass(frozen=True)
 class TimeSelection:
-    """The steps to keep: from ``start`` to ``end`` inclusive (None: unbounded), every
+    """The steps to keep: from ``start`` to ``end`` inclusive (None: unbounded; an end given
+    as a date is the whole day), every
     ``step`` counted from midnight (None: every step of the inputs). datetime64[s] and
     timedelta64[s]."""
 
@@ -52,7 +59,7 @@ class TimeSelection:
         start, or a step that does not divide a day or is not whole days."""
         from ..config.sample import parse_step
 
-        sel = cls(_time(start, "start"), _time(end, "end"),
+        sel = cls(_time(start, "start"), _time(end, "end", last=True),
                   None if step is None else parse_step(step))
         if sel.start is not None and sel.end is not None and sel.end < sel.start:
             raise ValueError(f"end {end} is before start {start}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -99,8 +100,11 @@ def open_raw(url: str, options: ReadOptions) -> xr.Dataset:
     if "://" not in loc and not Path(loc).exists():
         raise InputError(f"{url}: no such Zarr store")
     try:
-        return xr.open_zarr(loc, chunks=None, consolidated=None, decode_timedelta=False,
-                            storage_options=storage_options(url, options.storage_options))
+        with warnings.catch_warnings():  # a store without consolidated metadata is fine
+            warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated",
+                                    RuntimeWarning)
+            return xr.open_zarr(loc, chunks=None, consolidated=None, decode_timedelta=False,
+                                storage_options=storage_options(url, options.storage_options))
     except (FileNotFoundError, KeyError, ValueError, OSError, TypeError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{url}: not a readable Zarr store (no {', '.join(METADATA_NAMES)} "
@@ -272,6 +276,35 @@ def _indexer(pos: np.ndarray) -> slice | np.ndarray:
     return pos
 
 
+def read_blocks(lazy: xr.DataArray, steps: int) -> xr.DataArray:
+    """``lazy`` (a store's variable, lazily indexed, time first) as a Dask array of read
+    blocks of ``steps`` time steps, every other dimension whole: one task per block reads
+    it (:func:`_read_block`). Built as a plain graph rather than xarray's ``chunk``, whose
+    blockwise read Dask fuses into each selection made of it (a level, for the channel
+    z500): each channel would fetch and decode the chunks holding all the levels again."""
+    import dask.array as dsa
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    variable = lazy.variable
+    token = tokenize(str(lazy.name), variable.shape, lazy.attrs, id(variable))
+    source, name = f"store-source-{token}", f"store-read-{lazy.name}-{token}"
+    n = variable.shape[0]
+    edges = list(range(0, n, steps)) + [n]
+    graph: dict = {source: variable}
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        graph[(name, i) + (0,) * (variable.ndim - 1)] = (_read_block, source, a, b)
+    chunks = (tuple(np.diff(edges)),) + tuple((s,) for s in variable.shape[1:])
+    array = dsa.Array(HighLevelGraph.from_collections(name, graph, dependencies=()), name,
+                      chunks, dtype=variable.dtype)
+    return lazy.copy(data=array)
+
+
+def _read_block(variable: xr.Variable, a: int, b: int) -> np.ndarray:
+    """Time steps ``a:b`` of a store's variable: zarr fetches their chunks concurrently."""
+    return np.asarray(variable[a:b].values)
+
+
 def _variable(raw: xr.Dataset, var: _Variable, dims, steps: _Steps,
               variables: list[str] | None, options: ReadOptions) -> tuple[Part, int]:
     """One variable as a normalised part, and the bytes it decodes: its selected steps
@@ -292,9 +325,10 @@ def _variable(raw: xr.Dataset, var: _Variable, dims, steps: _Steps,
     nlev = ds.sizes.get("level", 1) if var.levels is not None else 1
     step_bytes = 4 * nlev * ds.sizes["lat"] * ds.sizes["lon"]
     nt = int(block_steps(step_bytes, options.chunk_bytes, options.align_steps))
-    ds = ds.chunk({"time": nt * count} | ({"level": -1} if var.levels is not None else {}))
+    if options.align_steps:  # no block over an output chunk: in-process chunks share none
+        nt = min(nt, options.align_steps)
     picked_times = steps.times[steps.picked]
-    da = summed(ds[var.short], count, picked_times)
+    da = summed(read_blocks(ds[var.short], nt * count), count, picked_times)
     ev = np.where(picked_times > steps.valid.final, PRELIMINARY, FINAL) if (
         steps.valid is not None) else np.full(picked_times.size, FINAL)
     ds = da.to_dataset().assign_coords(expver=("time", ev.astype("U4")))

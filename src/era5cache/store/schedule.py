@@ -71,8 +71,9 @@ class ChunkWork:
         import dask
 
         ds, plan = self.plan.dataset, self.plan
-        whole = {c: chunk_sources(ds[c].data, (plan.blocks or {}).get(c))
-                 for c in self.channels}
+        whole = dict(zip(self.channels, joint_sources(
+            [ds[c].data for c in self.channels],
+            [(plan.blocks or {}).get(c) for c in self.channels]), strict=True))
         out = {}
         for k in self.computed:
             a, b = plan.chunk_bounds(k)
@@ -112,35 +113,71 @@ def released_as_completed(futures: list) -> Iterator[tuple]:
 
 class WholeBlocks:
     """The blocks of a Dask array (chunked along its first axis only) that make up rows
-    ``a:b``, as the Delayed objects of the blocks themselves when ``a:b`` is made of whole
-    blocks (read blocks are aligned with the chunks: :func:`era5cache.read.blocks.block_steps`),
-    else what ``fallback`` gives for ``a:b``, else the slice. A slice per chunk adds a merge
-    and a finalize task per chunk and channel and a copy of the array's graph; the blocks
-    are the graph's own tasks."""
+    ``a:b``, as the Delayed objects of the blocks themselves (``blocks``, one per block;
+    default: :func:`joint_blocks` of ``arr`` alone) when ``a:b`` is made of whole blocks
+    (read blocks are aligned with the chunks: :func:`era5cache.read.blocks.block_steps`),
+    else what ``fallback`` gives for ``a:b``, else the slice. A slice per chunk adds a
+    merge and a finalize task per chunk and channel and a copy of the array's graph; the
+    blocks are the graph's own tasks."""
 
-    def __init__(self, arr, fallback: WholeBlocks | None = None):
-        self.arr = arr
-        self.fallback = fallback
+    def __init__(self, arr, blocks: list | None = None, fallback: WholeBlocks | None = None):
+        self.arr, self.fallback = arr, fallback
+        self.blocks = joint_blocks([arr])[0] if blocks is None else blocks
         self.edges = np.concatenate([[0], np.cumsum(arr.chunks[0])])
-        self.blocks = (arr.to_delayed().reshape(-1) if all(n == 1 for n in arr.numblocks[1:])
-                       else None)
 
     def get(self, a: int, b: int):
         i, j = np.searchsorted(self.edges, [a, b])
-        if (self.blocks is None or j >= self.edges.size or self.edges[i] != a
+        if (not self.blocks or j >= self.edges.size or self.edges[i] != a
                 or self.edges[j] != b):
             return self.fallback.get(a, b) if self.fallback is not None else self.arr[a:b]
         return list(self.blocks[i:j])
 
 
+def joint_sources(chunked: list, read_blocks: list) -> list[WholeBlocks]:
+    """Where each Zarr chunk task takes each channel's data from: the regridded read
+    blocks themselves (``read_blocks``, a fresh build; None for a channel without) for a
+    chunk made of whole blocks, else the array rechunked to the Zarr chunks (``chunked``),
+    whose merge task per chunk shares a read block that straddles two chunks (a slice of
+    the read blocks there would make Dask fuse the read and regrid into each of the two
+    chunk tasks: read twice).
+
+    The graphs of all channels are optimized together, once (:func:`joint_blocks`): each
+    channel optimized on its own would fuse a read that several channels share (a Zarr
+    store's chunk holds every level of a variable: z500 and z850) into each channel's
+    tasks, read once per channel."""
+    given = [b for b in read_blocks if b is not None]
+    delayed = joint_blocks(list(chunked) + given)
+    rest = iter(zip(given, delayed[len(chunked):], strict=True))
+    out = []
+    for arr, blocks, read in zip(chunked, delayed[:len(chunked)], read_blocks, strict=True):
+        rechunked = WholeBlocks(arr, blocks)
+        out.append(rechunked if read is None else WholeBlocks(*next(rest), rechunked))
+    return out
+
+
 def chunk_sources(chunked, read_blocks=None) -> WholeBlocks:
-    """Where each Zarr chunk task takes a channel's data from: the regridded read blocks
-    themselves (``read_blocks``, a fresh build) for a chunk made of whole blocks, else the
-    array rechunked to the Zarr chunks (``chunked``), whose merge task per chunk shares a
-    read block that straddles two chunks (a slice of the read blocks there would make Dask
-    fuse the read and regrid into each of the two chunk tasks: read twice)."""
-    rechunked = WholeBlocks(chunked)
-    return rechunked if read_blocks is None else WholeBlocks(read_blocks, fallback=rechunked)
+    """:func:`joint_sources` of one channel."""
+    return joint_sources([chunked], [read_blocks])[0]
+
+
+def joint_blocks(arrays: list) -> list:
+    """The blocks of each Dask array (chunked along the first axis only; else none for it)
+    as Delayed objects of one graph: the arrays' graphs merged and optimized together, as
+    ``dask.compute`` of them all would."""
+    from dask.base import tokenize
+    from dask.core import flatten
+    from dask.delayed import Delayed
+    from dask.highlevelgraph import HighLevelGraph
+
+    if not arrays:
+        return []
+    keys = [list(flatten(a.__dask_keys__())) if all(n == 1 for n in a.numblocks[1:])
+            else [] for a in arrays]
+    merged = HighLevelGraph.merge(*[a.__dask_graph__() for a in arrays])
+    graph = arrays[0].__dask_optimize__(merged, [k for ks in keys for k in ks])
+    layer = f"joint-blocks-{tokenize(*[a.name for a in arrays])}"
+    graph = HighLevelGraph.from_collections(layer, graph, dependencies=())
+    return [[Delayed(k, graph, layer=layer) for k in ks] for ks in keys]
 
 
 def progress_bar(total: int, enabled: bool, initial: int = 0):
