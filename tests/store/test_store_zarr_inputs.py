@@ -83,14 +83,14 @@ def test_cache_values_equal_cdo_remapcon(arco_store, tmp_path, cdo):
     got = xr.open_zarr(tmp_path / "c" / "era5_2deg.zarr")
     times = got["time"].values
     raw = xr.open_zarr(arco_store, chunks=None)
-    src = raw[["2m_temperature"]].sel(time=times).rename(latitude="lat", longitude="lon")
+    src = raw[["2m_temperature"]].sel(time=times).rename(
+        latitude="lat", longitude="lon", **{"2m_temperature": "t2m"})
     src["z500"] = raw["geopotential"].sel(time=times, level=500).drop_vars("level").rename(
         latitude="lat", longitude="lon")
     for v in src.variables:
         src[v].encoding = {}
     src.to_netcdf(tmp_path / "src.nc")
-    assert_matches_cdo(got["t2m"].values, cdo, tmp_path / "src.nc", tmp_path,
-                       "2m_temperature")
+    assert_matches_cdo(got["t2m"].values, cdo, tmp_path / "src.nc", tmp_path, "t2m")
     assert_matches_cdo(got["z500"].values, cdo, tmp_path / "src.nc", tmp_path, "z500")
 
 

@@ -124,6 +124,8 @@ def _template(spec: SampleSpec, axis: np.ndarray, lat: np.ndarray, lon: np.ndarr
         data[name] = xr.Variable(dims, arr, attrs)
     ds = xr.Dataset(data, coords={"time": axis.astype("datetime64[ns]"),
                                   "latitude": lat, "longitude": lon})
+    ds["latitude"].attrs = {"long_name": "latitude", "units": "degrees_north"}
+    ds["longitude"].attrs = {"long_name": "longitude", "units": "degrees_east"}
     if any(v in PRESSURE_LEVEL for v in spec.variables):
         ds = ds.assign_coords(level=("level", np.asarray(levels, dtype=np.int64)))
         if arco:
