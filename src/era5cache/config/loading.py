@@ -30,6 +30,8 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: is a folder, not a configuration file") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    except ValueError as exc:  # a date YAML reads as one but cannot be (2020-13-01)
+        raise ConfigError(f"{path}: not valid YAML (an impossible date: {exc})") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return dict(data)

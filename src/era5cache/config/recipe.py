@@ -7,6 +7,7 @@ the same way (:func:`with_overrides`).
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -97,6 +98,12 @@ class PreprocessConfig(BaseModel):
     @classmethod
     def _one_or_many(cls, v):
         return (v,) if isinstance(v, str) else (v or ())
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _iso(cls, v):
+        """YAML reads ``2020-01-01`` as a date: its ISO string."""
+        return v.isoformat() if isinstance(v, date | datetime) else v
 
     @field_validator("valid_share", mode="before")
     @classmethod
