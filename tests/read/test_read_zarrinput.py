@@ -15,8 +15,8 @@ from era5cache.read.channels import base_names, select_channels
 from era5cache.read.combine import open_era5
 from era5cache.read.longnames import short_names
 from era5cache.read.options import ReadOptions
-from era5cache.read.timeselect import TimeSelection
 from era5cache.read.zarrinput import is_store
+from era5cache.timeaxis import TimeSelection
 
 CHANNELS = ["t2m", "z500", "u850", "tp"]
 HOUR = np.timedelta64(1, "h")

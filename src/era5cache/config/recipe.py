@@ -22,8 +22,7 @@ from pydantic import (
 )
 
 from ..errors import ConfigError
-from ..read.timeselect import TimeSelection
-from ..timeaxis import Periods
+from ..timeaxis import Periods, TimeSelection
 from .loading import read_yaml_mapping, validate, with_changes
 from .sample import SampleSpec
 from .sizes import DEFAULT_MEMORY_LIMIT, checked_size

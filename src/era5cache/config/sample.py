@@ -8,6 +8,8 @@ from typing import Literal
 
 import numpy as np
 
+from ..timeaxis import parse_step
+
 SINGLE_LEVEL = ("sst", "t2m", "tp")
 PRESSURE_LEVEL = ("z", "t", "u")
 LAYOUTS = ("new", "legacy", "arco", "wb2")  # CDS NetCDF (2024+, before); Zarr stores
@@ -63,13 +65,3 @@ class SampleSpec:
         if t1 < t0:
             raise ValueError(f"sample end {self.end} is before start {self.start}")
         return np.arange(t0, t1 + step, step)
-
-
-def parse_step(text: str) -> np.timedelta64:
-    """'6h' -> timedelta64(6, 'h') in seconds; accepts h, min or m (minutes), d."""
-    text = str(text).strip().lower()
-    units = {"h": "h", "d": "D", "min": "m", "m": "m"}
-    for suffix, unit in units.items():
-        if text.endswith(suffix) and text[: -len(suffix)].isdigit():
-            return np.timedelta64(int(text[: -len(suffix)]), unit).astype("timedelta64[s]")
-    raise ValueError(f"cannot parse time step {text!r}; use e.g. '6h', '1d'")

@@ -13,7 +13,7 @@ import xarray as xr
 
 from ..errors import InputError
 from ..grid import SourceGrid
-from ..timeaxis import TimeAxis, analyse
+from ..timeaxis import TimeAxis, TimeSelection, analyse, native_step
 from .blocks import TARGET_CHUNK_BYTES
 from .channels import all_channels, levels_as_variables
 from .expver import FINAL, PRELIMINARY
@@ -24,8 +24,6 @@ from .options import DEFAULT_OPTIONS, ReadOptions
 from .physical import check_units
 from .timeselect import (
     ACCUMULATION_ATTR,
-    TimeSelection,
-    native_step,
     select_variable,
     sum_count,
     windows,

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..timeaxis import TimeSelection
 from .blocks import TARGET_CHUNK_BYTES
 from .filecache import Files
 from .members import Member
-from .timeselect import TimeSelection
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,14 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 import xarray as xr
 
 from ..errors import InputError
+from ..timeaxis import TimeSelection, native_step
 from .blocks import block_steps
 from .channels import parse_channel
 from .expver import FINAL, PRELIMINARY
@@ -38,15 +40,14 @@ from .normalise import Part, coordinates_in_order, find_dimensions, float32_vari
 from .options import ReadOptions
 from .timeselect import (
     ACCUMULATION_ATTR,
-    TimeSelection,
-    native_step,
     sum_count,
     summed,
     windows,
 )
 
 METADATA_NAMES = (".zmetadata", "zarr.json", ".zgroup")  # what makes a folder a Zarr store
-ANONYMOUS = {"gs": {"token": "anon"}, "gcs": {"token": "anon"}, "s3": {"anon": True}}
+ANONYMOUS = MappingProxyType({"gs": {"token": "anon"}, "gcs": {"token": "anon"},
+                              "s3": {"anon": True}})
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 
 from ..config.sample import PRESSURE_LEVEL, SampleSpec
+from ..timeaxis import parse_step
 from .fields import ATTRS, Fields
 
 ARCO_LEVELS = (1, 2, 3, 5, 7, 10, 20, 30, 50, 70, 100, 125, 150, 175, 200, 225, 250, 300, 350,
@@ -82,8 +83,6 @@ def _names(spec: SampleSpec, arco: bool) -> dict[str, str]:
 
 
 def _hours(spec: SampleSpec) -> int:
-    from ..config.sample import parse_step
-
     return int(parse_step(spec.step) // HOUR)
 
 
