@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def add(sub) -> None:
     b = sub.add_parser("bench", help="benchmarks (ratios measured in one run)")
-    b.add_argument("what", choices=("preprocess", "loader", "train", "synthetic-cache"))
+    b.add_argument("what", choices=("preprocess", "zarr", "loader", "train", "synthetic-cache"))
     b.add_argument("--out", default="bench-results/synthetic-cache",
                    help="synthetic-cache: where to write it")
     b.add_argument("--cache-steps", type=int, default=20000,
@@ -43,6 +43,8 @@ def add(sub) -> None:
 def run(args) -> int:
     if args.what == "preprocess":
         from ..bench.preprocess import main as bench_main
+    elif args.what == "zarr":
+        from ..bench.stores import main as bench_main
     elif args.what == "synthetic-cache":
         from ..sample.synthetic import write_synthetic_cache
 

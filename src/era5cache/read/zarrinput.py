@@ -337,4 +337,5 @@ def _variable(raw: xr.Dataset, var: _Variable, dims, steps: _Steps,
     out = float32_variables(ds, source, {})
     if period is not None:
         out[var.short].attrs[ACCUMULATION_ATTR] = period * count
-    return Part(out, 0), int(pos.size) * step_bytes
+    chunk_bytes = raw[var.name].dtype.itemsize * int(np.prod(raw[var.name].shape[1:]))
+    return Part(out, 0), int(pos.size) * chunk_bytes  # chunks hold every level
