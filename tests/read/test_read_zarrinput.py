@@ -166,3 +166,13 @@ def test_store_copy_without_consolidated_metadata_still_opens(arco_store, tmp_pa
     b, ib = read(copy, "2020-01-01T03", "2020-01-01T04", channels=["t2m"])
     np.testing.assert_array_equal(a["t2m"].values, b["t2m"].values)
     assert ia.stores[0].metadata_sha256 != ib.stores[0].metadata_sha256
+
+
+def test_opening_builds_no_graph_over_the_unselected_axis(arco_store):
+    """Two steps of a 96-step axis: one read task each variable, whatever the axis holds
+    (ARCO's million chunks a variable would otherwise be a million tasks)."""
+    _, inputs = read(arco_store, "2020-01-01T06", "2020-01-01T07", channels=["t2m", "z500"])
+    reads = [k for k in inputs.dataset["t2m"].data.__dask_graph__()
+             if "store-read" in str(k)]
+    assert len(reads) == 1
+    assert xr.open_zarr(arco_store, chunks=None)["time"].size == 96
