@@ -16,6 +16,9 @@ process needs before it can plan (xarray, dask.array, distributed, h5py; with no
 collection meanwhile, as the job imports): no job that uses these libraries finishes
 sooner, whatever its input.
 
+Last, the Zarr row (:mod:`.stores`): the job on an ARCO-ERA5-layout store over HTTP against
+xarray-regrid, a plain zarr read and the same job on the local folder.
+
 Every path runs on both inputs round after round (``--quick``: one round, else three), and
 each time is the median of its rounds, so that the VM's drifting speed hits all paths alike.
 Reported: MB/s per input, and the steady-state rate, the extra megabytes of the large input
@@ -179,11 +182,16 @@ def main(args) -> int:
           f"{memory['worker_limit_mb']:.0f} MB), all processes {memory['peak_total_rss_mb']:.0f} "
           "MB")
     layout_rows = _layouts(work, args.quick, cdo, env, workers)
+    from .stores import measure, report
+
+    zarr_row = measure(work, args.quick, workers, repeat)
+    report(zarr_row)
     write_json(args.json, {"benchmark": "preprocess", "machine": machine(),
                            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "repeat": repeat,
                            "input_mb": mb["reference"], "hours": hours, "results": results,
                            "large": large, "steady_state": steady, "memory": memory,
-                           "import_floor_s": floor_s, "layouts": layout_rows})
+                           "import_floor_s": floor_s, "layouts": layout_rows,
+                           "zarr": zarr_row})
     return 0
 
 
