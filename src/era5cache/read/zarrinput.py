@@ -106,13 +106,11 @@ def open_raw(url: str, options: ReadOptions) -> xr.Dataset:
                                     RuntimeWarning)
             return xr.open_zarr(loc, chunks=None, consolidated=None, decode_timedelta=False,
                                 storage_options=storage_options(url, options.storage_options))
-    except (FileNotFoundError, KeyError, ValueError, OSError, TypeError) as exc:
+    except (KeyError, ValueError, OSError, TypeError) as exc:  # zarr's errors are
+        # ValueErrors (GroupNotFoundError), aiohttp's connection errors OSErrors
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{url}: not a readable Zarr store (no {', '.join(METADATA_NAMES)} "
                          f"found, or unreadable: {why})") from None
-    except Exception as exc:  # zarr's own errors (GroupNotFoundError, ...) and aiohttp's
-        raise InputError(f"{url}: not a readable Zarr store ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
 def metadata_sha256(url: str, raw: xr.Dataset, options: ReadOptions) -> str:
