@@ -557,6 +557,44 @@ def truncated_checkpoint(good: Path, cache: Path, case: Path):
             "--out", str(case / "run")], str(ckpt)
 
 
+def _arco_store(case: Path) -> Path:
+    """A small ARCO-ERA5-layout store (two days of hourly t2m and sst at 5 degrees)."""
+    from era5cache.sample.stores import write_store
+
+    store = case / "arco.zarr"
+    if not store.exists():
+        write_store(store, SampleSpec(start="2020-01-01T00", end="2020-01-02T18", step="1h",
+                                      resolution=5.0, layout="arco",
+                                      variables=("sst", "t2m")))
+    return store
+
+
+def store_without_range(good: Path, cache: Path, case: Path):
+    store = _arco_store(case)
+    return job_args([store], cache), str(store)
+
+
+def store_outside_valid_days(good: Path, cache: Path, case: Path):
+    store = _arco_store(case)
+    return job_args([store], cache, "--start", "2020-01-02", "--end", "2020-01-03T06"), str(
+        store)
+
+
+def store_missing_chunk(good: Path, cache: Path, case: Path):
+    store = _arco_store(case)
+    time = xr.open_zarr(store, chunks=None)["time"].values
+    k = int(np.searchsorted(time, np.datetime64("2020-01-01T12")))
+    (store / "2m_temperature" / f"{k}.0.0").unlink(missing_ok=True)
+    return job_args([store], cache, "--start", "2020-01-01", "--end", "2020-01-01T18",
+                    "--step", "6h"), str(store)
+
+
+def not_a_zarr_store(good: Path, cache: Path, case: Path):
+    (case / "empty.zarr").mkdir(parents=True, exist_ok=True)
+    url = (case / "empty.zarr").as_uri()
+    return job_args([url], cache, "--start", "2020-01-01", "--end", "2020-01-02"), url
+
+
 @dataclass(frozen=True)
 class CommandCase:
     name: str
@@ -581,6 +619,14 @@ COMMAND_CASES = (
                 "the training period holds no window of 61 consecutive steps"),
     CommandCase("train --resume a truncated checkpoint", truncated_checkpoint,
                 "not a readable PyTorch checkpoint"),
+    CommandCase("Zarr store without --start/--end", store_without_range,
+                "give --start and --end"),
+    CommandCase("Zarr store read past its valid days", store_outside_valid_days,
+                "2020-01-03T00:00:00 is outside the store's valid data"),
+    CommandCase("Zarr store missing a chunk", store_missing_chunk,
+                "1 all-NaN time step(s) (first 2020-01-01T12:00:00 in t2m"),
+    CommandCase("URL of a folder that is not a Zarr store", not_a_zarr_store,
+                "not a readable Zarr store"),
 )
 
 
