@@ -176,3 +176,16 @@ def test_opening_builds_no_graph_over_the_unselected_axis(arco_store):
              if "store-read" in str(k)]
     assert len(reads) == 1
     assert xr.open_zarr(arco_store, chunks=None)["time"].size == 96
+
+
+def test_public_open_era5_takes_stores_and_a_time_selection(arco_store):
+    import era5cache
+
+    got = era5cache.open_era5(arco_store, ["t2m", "tp"], start="2020-01-01T06",
+                              end="2020-01-02", step="6h")
+    want, _ = read(arco_store, "2020-01-01T06", "2020-01-02", "6h", ["t2m", "tp"])
+    xr.testing.assert_identical(got.compute().drop_attrs(deep=False),
+                                want.drop_attrs(deep=False))
+    assert got.attrs["time_step"] == "21600s" and got["tp"].attrs["accumulation_hours"] == 6
+    with pytest.raises(InputError, match=r"store\.zarr: step 7h neither divides a day"):
+        era5cache.open_era5(arco_store, ["t2m"], step="7h")
