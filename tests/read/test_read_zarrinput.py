@@ -189,3 +189,13 @@ def test_public_open_era5_takes_stores_and_a_time_selection(arco_store):
     assert got.attrs["time_step"] == "21600s" and got["tp"].attrs["accumulation_hours"] == 6
     with pytest.raises(InputError, match=r"store\.zarr: step 7h neither divides a day"):
         era5cache.open_era5(arco_store, ["t2m"], step="7h")
+
+
+def test_a_store_variable_in_other_units_is_refused(arco_store, tmp_path):
+    copy = tmp_path / "mm.zarr"
+    shutil.copytree(arco_store, copy)
+    meta = (copy / ".zmetadata").read_text()
+    (copy / ".zmetadata").write_text(meta.replace('"units": "m"', '"units": "mm"'))
+    with pytest.raises(InputError, match=r"mm\.zarr: variable 'total_precipitation' is in "
+                                         r"'mm'; ERA5 delivers it in 'm'"):
+        read(copy, "2020-01-01T06", "2020-01-01T12", channels=["tp"])

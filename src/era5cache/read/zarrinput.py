@@ -158,6 +158,7 @@ def open_store(url: str, variables: list[str] | None, options: ReadOptions) -> O
     names = _store_names(raw, dims, None if step is None else hours(step))
     parts, available, decoded = [], [], 0
     for name, short in names.items():
+        check_table_units(raw[name], url)
         levels = _levels_hpa(raw, dims) if dims.level in raw[name].dims else None
         available += [short] if levels is None else [f"{short}{h:g}" for h in levels]
         if variables is not None and short not in variables:
@@ -169,6 +170,24 @@ def open_store(url: str, variables: list[str] | None, options: ReadOptions) -> O
     sel = options.time.to_json() if options.time else {}
     record = StoreInput(url, metadata_sha256(url, raw, options), sel, decoded)
     return OpenedStore(parts, record, tuple(available))
+
+
+def _spelling(units: str) -> str:
+    return str(units).replace("**", "").replace("^", "").replace(" ", "").lower()
+
+
+def check_table_units(variable: xr.DataArray, url: str) -> None:
+    """:class:`InputError` naming the store when a variable of the long-name table
+    (:data:`.longnames.LONG_NAMES`) carries units other than the table's (``mm`` of
+    precipitation, which the cache would record and sum as metres); spellings of one unit
+    (``m**2 s**-2``, ``m2 s-2``) agree. No ``units`` attribute: left to the physical check
+    (:func:`.physical.check_units`), which refuses ERA5's known variables without one."""
+    entry = LONG_NAMES.get(str(variable.name))
+    units = variable.attrs.get("units")
+    if entry is None or units is None or _spelling(units) == _spelling(entry.units):
+        return
+    raise InputError(f"{url}: variable {variable.name!r} is in {units!r}; ERA5 delivers it "
+                     f"in {entry.units!r}: convert the store or drop the variable")
 
 
 def _store_names(raw: xr.Dataset, dims, step_hours: float | None) -> dict[str, str]:
