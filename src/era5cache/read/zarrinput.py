@@ -52,7 +52,8 @@ ANONYMOUS = MappingProxyType({"gs": {"token": "anon"}, "gcs": {"token": "anon"},
 
 @dataclass(frozen=True)
 class StoreInput:
-    """What a cache records of a store it read: ``url`` as given, ``metadata_sha256`` (of
+    """What a cache records of a store it read: ``url`` (as given; a local folder's
+    absolute path), ``metadata_sha256`` (of
     its consolidated metadata; hashing its terabytes of chunks is no option), the selected
     ``selection`` (:meth:`.timeselect.TimeSelection.to_json`) and the ``decoded_bytes`` the
     selection reads."""
@@ -168,7 +169,8 @@ def open_store(url: str, variables: list[str] | None, options: ReadOptions) -> O
         parts.append(part)
         decoded += nbytes
     sel = options.time.to_json() if options.time else {}
-    record = StoreInput(url, metadata_sha256(url, raw, options), sel, decoded)
+    where = url if "://" in str(url) else str(Path(url).resolve())  # as files: absolute
+    record = StoreInput(where, metadata_sha256(url, raw, options), sel, decoded)
     return OpenedStore(parts, record, tuple(available))
 
 
