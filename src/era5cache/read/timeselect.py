@@ -57,12 +57,12 @@ def windows(times: np.ndarray, picked: np.ndarray, count: int, where: str) -> np
 
 def summed(da: xr.DataArray, count: int, times: np.ndarray) -> xr.DataArray:
     """``da`` (time first, ``count`` consecutive steps per output step, chunked along time
-    in multiples of ``count``) summed over each run of ``count`` steps, labelled ``times``;
-    NaN where any summed value is NaN."""
+    in multiples of ``count``) summed over each run of ``count`` steps, labelled ``times``:
+    summed in float64, returned in ``da``'s dtype; NaN where any summed value is NaN."""
     if count == 1:
         return da.assign_coords(time=times)
     windows_ = da.coarsen(time=count, boundary="exact").construct(time=("time", "summed"))
-    out = windows_.sum("summed", skipna=False)
+    out = windows_.sum("summed", skipna=False, dtype=np.float64).astype(da.dtype)
     return out.assign_coords(time=times)
 
 
