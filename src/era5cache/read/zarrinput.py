@@ -247,13 +247,14 @@ def _picked(times: np.ndarray, sel: TimeSelection | None, valid: ValidRange | No
     return picked
 
 
-def _check_valid(when: np.ndarray, valid: ValidRange | None, url: str, why: str) -> None:
+def _check_valid(when: np.ndarray, valid: ValidRange | None, url: str, why: str,
+                 hint: str = "") -> None:
     if valid is None:
         return
     bad = (when < valid.start) | (when > valid.era5t)
     if bad.any():
         raise InputError(f"{url}: {when[bad][0]}{why} is outside the store's valid data "
-                         f"({valid.describe()})")
+                         f"({valid.describe()}){hint}")
 
 
 @dataclass(frozen=True)
@@ -353,7 +354,8 @@ def _variable(raw: xr.Dataset, var: _Variable, dims, steps: _Steps,
     count = sum_count(period, native_step(steps.times), step)
     pos = windows(steps.times, steps.picked, count, steps.url)
     _check_valid(steps.times[pos], steps.valid, steps.url,
-                 f" (summed into {steps.times[steps.picked][0]})" if count > 1 else "")
+                 f" (summed into {steps.times[steps.picked][0]})" if count > 1 else "",
+                 "; start a step later" if count > 1 else "")
     ren = {var.name: var.short, dims.time: "time", dims.lat: "lat", dims.lon: "lon"}
     ds = raw[[var.name]].rename(ren | ({dims.level: "level"} if var.levels is not None else {}))
     source = ds
