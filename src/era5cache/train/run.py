@@ -24,6 +24,7 @@ from .checkpoint import check_resume
 from .datamodule import ERA5DataModule, device_kind
 from .module import ForecastModule
 from .monitor import FeedMonitor
+from .progress import TimedProgressBar
 
 
 def _precision(cfg: TrainConfig) -> str:
@@ -56,7 +57,7 @@ def build(cfg: TrainConfig, resume: str | None = None):
     out = Path(cfg.trainer.out)
     has_val = len(dm.splits["val"]) > 0
     monitor = FeedMonitor()
-    callbacks = [monitor, ModelCheckpoint(
+    callbacks = [monitor, TimedProgressBar(), ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best-{epoch:03d}", save_last=True,
         monitor="val_loss" if has_val else "train_loss_epoch", mode="min", save_top_k=1)]
     if cfg.optim.ema_decay > 0:
