@@ -207,7 +207,7 @@ def parse_step(text: str) -> np.timedelta64:
     raise ValueError(f"cannot parse time step {text!r}; use e.g. '6h', '1d'")
 
 
-def _time(text: str | None, what: str, last: bool = False) -> np.datetime64 | None:
+def parse_time(text: str | None, what: str, last: bool = False) -> np.datetime64 | None:
     """An ISO date or time in seconds; with ``last``, a year, month or day alone is its last
     second (``--end 2020-12-31`` keeps the whole day, as xarray's slices do)."""
     if text is None:
@@ -226,9 +226,8 @@ def _time(text: str | None, what: str, last: bool = False) -> np.datetime64 | No
 @dataclass(frozen=True)
 class TimeSelection:
     """The steps to keep: from ``start`` to ``end`` inclusive (None: unbounded; an end given
-    as a date is the whole day), every
-    ``step`` counted from midnight (None: every step of the inputs). datetime64[s] and
-    timedelta64[s]."""
+    as a date is the whole day), every ``step`` counted from midnight (None: every step of
+    the inputs). datetime64[s] and timedelta64[s]."""
 
     start: np.datetime64 | None = None
     end: np.datetime64 | None = None
@@ -237,10 +236,10 @@ class TimeSelection:
     @classmethod
     def parse(cls, start: str | None, end: str | None, step: str | None
               ) -> TimeSelection | None:
-        """From ISO strings and a step like '6h' (:func:`parse_step`);
-        None when nothing is selected; ValueError for an unreadable value, an end before the
-        start, or a step that does not divide a day or is not whole days."""
-        sel = cls(_time(start, "start"), _time(end, "end", last=True),
+        """From ISO strings and a step like '6h' (:func:`parse_step`); None when nothing is
+        selected; ValueError for an unreadable value, an end before the start, or a step
+        that does not divide a day or is not whole days."""
+        sel = cls(parse_time(start, "start"), parse_time(end, "end", last=True),
                   None if step is None else parse_step(step))
         if sel.start is not None and sel.end is not None and sel.end < sel.start:
             raise ValueError(f"end {end} is before start {start}")

@@ -199,3 +199,15 @@ def test_a_store_variable_in_other_units_is_refused(arco_store, tmp_path):
     with pytest.raises(InputError, match=r"mm\.zarr: variable 'total_precipitation' is in "
                                          r"'mm'; ERA5 delivers it in 'm'"):
         read(copy, "2020-01-01T06", "2020-01-01T12", channels=["tp"])
+
+
+def test_a_validity_attribute_that_is_no_date_is_named(arco_store, tmp_path):
+    copy = tmp_path / "odd.zarr"
+    shutil.copytree(arco_store, copy)
+    for name in (".zmetadata", ".zattrs"):  # zarr reads the group's own .zattrs
+        meta = (copy / name).read_text()
+        (copy / name).write_text(meta.replace('"valid_time_stop": "2020-01-01"',
+                                              '"valid_time_stop": "soon"'))
+    with pytest.raises(InputError, match=r"odd\.zarr: attribute valid_time_stop 'soon' is not "
+                                         "an ISO date"):
+        read(copy, "2020-01-01T06", "2020-01-01T12", channels=["t2m"])

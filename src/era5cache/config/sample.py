@@ -55,6 +55,12 @@ class SampleSpec:
         parse_step(self.step)
         self.times()
 
+    def grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """(latitude 90 .. -90, longitude 0 .. 360-resolution), degrees, float64: the CDS's
+        orientation."""
+        lat = np.linspace(90.0, -90.0, int(round(180.0 / self.resolution)) + 1)
+        return lat, np.arange(int(round(360.0 / self.resolution))) * self.resolution
+
     def times(self) -> np.ndarray:
         """The steps, datetime64[s], from ``start`` to ``end`` inclusive."""
         step = parse_step(self.step)

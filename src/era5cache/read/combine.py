@@ -129,10 +129,9 @@ def selected(ds: xr.Dataset, source: np.ndarray, sel: TimeSelection, where: str
     native = native_step(times)
     out, longest = {}, 1
     for v in ds.data_vars:
-        da = ds[v]
-        if v in HOURLY_ACCUMULATIONS:
-            da = da.assign_attrs({ACCUMULATION_ATTR: 1})
-        count = sum_count(1 if v in HOURLY_ACCUMULATIONS else None, native, sel.step)
+        period = 1 if v in HOURLY_ACCUMULATIONS else None
+        da = ds[v] if period is None else ds[v].assign_attrs({ACCUMULATION_ATTR: period})
+        count = sum_count(period, native, sel.step)
         longest = max(longest, count)
         out[v] = select_variable(da, times, picked, count, where)
     final = (ds["expver"].values == FINAL)[windows(times, picked, longest, where)]

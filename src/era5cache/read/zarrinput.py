@@ -31,7 +31,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
-from ..timeaxis import TimeSelection, native_step
+from ..timeaxis import TimeSelection, native_step, parse_time
 from .blocks import block_steps
 from .channels import parse_channel
 from .expver import FINAL, PRELIMINARY
@@ -53,10 +53,9 @@ ANONYMOUS = MappingProxyType({"gs": {"token": "anon"}, "gcs": {"token": "anon"},
 @dataclass(frozen=True)
 class StoreInput:
     """What a cache records of a store it read: ``url`` (as given; a local folder's
-    absolute path), ``metadata_sha256`` (of
-    its consolidated metadata; hashing its terabytes of chunks is no option), the selected
-    ``selection`` (:meth:`.timeselect.TimeSelection.to_json`) and the ``decoded_bytes`` the
-    selection reads."""
+    absolute path), ``metadata_sha256`` (of its consolidated metadata; hashing its terabytes
+    of chunks is no option), the ``selection`` read
+    (:meth:`era5cache.timeaxis.TimeSelection.to_json`) and the ``decoded_bytes`` it reads."""
 
     url: str
     metadata_sha256: str
@@ -153,7 +152,7 @@ def open_store(url: str, variables: list[str] | None, options: ReadOptions) -> O
     normalised (see the module docstring)."""
     raw, dims = find_dimensions(open_raw(url, options), url)
     times = raw[dims.time].values.astype("datetime64[s]")
-    valid = valid_range(raw)
+    valid = valid_range(raw, url)
     picked = _picked(times, options.time, valid, url)
     step = options.time.step if options.time and options.time.step else native_step(times)
     names = _store_names(raw, dims, None if step is None else hours(step))
@@ -216,20 +215,20 @@ class ValidRange:
             f", final ERA5 to {self.final}" if self.era5t != self.final else ""))
 
 
-def _day_end(text: str) -> np.datetime64:
-    t = np.datetime64(str(text).strip().replace(" ", "T")[:19], "s")
-    return t + np.timedelta64(86399, "s") if len(str(text).strip()) <= 10 else t
-
-
-def valid_range(raw: xr.Dataset) -> ValidRange | None:
+def valid_range(raw: xr.Dataset, url: str) -> ValidRange | None:
     """The store's valid range from ``valid_time_start``, ``valid_time_stop`` and
-    ``valid_time_stop_era5t`` (ARCO-ERA5's attributes); None when it has none."""
+    ``valid_time_stop_era5t`` (ARCO-ERA5's attributes; a date alone is the whole day);
+    None when it has none; :class:`InputError` naming the store when one is not a date."""
     a = raw.attrs
     if "valid_time_start" not in a or "valid_time_stop" not in a:
         return None
-    final = _day_end(a["valid_time_stop"])
-    era5t = _day_end(a["valid_time_stop_era5t"]) if a.get("valid_time_stop_era5t") else final
-    start = np.datetime64(str(a["valid_time_start"]).strip().replace(" ", "T")[:19], "s")
+    try:
+        start = parse_time(a["valid_time_start"], "valid_time_start")
+        final = parse_time(a["valid_time_stop"], "valid_time_stop", last=True)
+        era5t = parse_time(a.get("valid_time_stop_era5t") or a["valid_time_stop"],
+                           "valid_time_stop_era5t", last=True)
+    except ValueError as exc:
+        raise InputError(f"{url}: attribute {exc}") from None
     return ValidRange(start, final, max(final, era5t))
 
 

@@ -38,10 +38,7 @@ def write_sample(out_dir: str | os.PathLike, spec: SampleSpec) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    nlat = int(round(180.0 / spec.resolution)) + 1  # the spec checked it divides 360
-    nlon = int(round(360.0 / spec.resolution))
-    lat = np.linspace(90.0, -90.0, nlat)
-    lon = np.arange(nlon) * spec.resolution
+    lat, lon = spec.grid()  # the spec checked its resolution divides 360
     fields = Fields(lat, lon, spec.seed)
     times = spec.times()
     prelim = np.zeros(times.size, dtype=bool)

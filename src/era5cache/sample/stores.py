@@ -45,9 +45,7 @@ def write_store(out: str | os.PathLike, spec: SampleSpec, only_every: int = 1) -
     (the benchmark's hourly store read every 6 hours). Memory: about 2 million values a
     block."""
     out = Path(out)
-    nlat = int(round(180.0 / spec.resolution)) + 1
-    lat = np.linspace(90.0, -90.0, nlat)
-    lon = np.arange(int(round(360.0 / spec.resolution))) * spec.resolution
+    lat, lon = spec.grid()
     arco = spec.layout == "arco"
     days = spec.times().astype("datetime64[D]").astype("datetime64[s]")
     valid = np.arange(days[0], days[-1] + 24 * HOUR, HOUR) if arco else spec.times()

@@ -100,7 +100,6 @@ def build_manifest(planned: Planned, built: Built, digests: dict[Path, str]) -> 
     )
 
 
-
 def accumulations(plan: StorePlan) -> dict[str, int]:
     """{channel: hours each value sums over} of the store's accumulated channels
     (:data:`era5cache.read.timeselect.ACCUMULATION_ATTR`)."""
