@@ -1,17 +1,26 @@
-"""The ``era5cache train`` loop's cost per step beyond the step itself: the loop the command
-runs (Lightning with the EMA callback, gradient clipping, logging, checkpoint callbacks and
-the feed monitor: :func:`era5cache.train.run.build`) against a bare loop of the same steps
-(forward, masked loss, backward, clipping, AdamW) on the same module and batches, both on a
-tiny model (d_model 64, one layer) where the framework's cost is not hidden by the model's.
+"""The ``era5cache train`` loop's cost per step beyond the step itself.
 
-``overhead_ms_per_step``: the median step of the command's loop minus the bare loop's
-(issue 24: target <= 1 ms on a CPU). Steps are timed end to end (from one step's end to the
-next's), so the host work between steps counts; medians leave out the epoch boundaries
-(validation, checkpoints), timed separately by the command's own monitor.
+The loop the command runs (Lightning with the EMA callback, gradient clipping, logging,
+checkpoint callbacks and the feed monitor: :func:`era5cache.train.run.build`) against a bare
+loop of the same steps (next batch, forward, masked loss, backward, clipping, fused AdamW,
+the weights' moving average as one foreach lerp) on a copy of the same model and the same
+resident batches, both on a tiny model (d_model 64, one layer) where the framework's cost
+is not hidden by the model's.
+
+The two loops run interleaved in one process: after every ``block`` steps of the command's
+loop a callback runs ``block`` bare steps. These machines are shared, and two runs of the
+same loop minutes apart differ by several ms a step, more than the target; interleaved
+blocks see the same machine. Each step is timed from the previous step's end, so the host
+work between steps counts; the first step of each block and the steps across an epoch's
+end (validation, checkpoints) are left out, and the medians compared.
+
+``overhead_ms_per_step``: the command's median step minus the bare loop's (issue 24:
+<= 1 ms on a CPU).
 """
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 from pathlib import Path
@@ -24,69 +33,127 @@ TINY = {"d_model": 64, "num_heads": 4, "num_layers": 1, "dim_feedforward": 128,
         "recursion_depth": 2, "sh_degree": 2}
 
 
-class StepClock(Callback):
-    """The time at the end of every training step."""
+class BareLoop:
+    """The training step without a framework, on its own copy of ``model``."""
 
-    def __init__(self):
-        self.ends: list[float] = []
+    def __init__(self, model, loss_weight, batches, clip: float = 1.0, decay: float = 0.999,
+                 amp: torch.dtype | None = None):
+        from ..train.module import fused_adamw
+
+        self.model = copy.deepcopy(model).train()
+        self.params = list(self.model.parameters())
+        device = self.params[0].device
+        self.opt = torch.optim.AdamW(self.params, lr=1e-3, weight_decay=0.01,
+                                     fused=fused_adamw(device))
+        self.average = [p.detach().clone() for p in self.params]
+        self.loss_weight, self.clip, self.decay, self.amp = loss_weight, clip, decay, amp
+        self.device = device
+        self.batches = batches
+        self._it = iter(batches)
+
+    def _next(self):
+        try:
+            return next(self._it)
+        except StopIteration:
+            self._it = iter(self.batches)
+            return next(self._it)
+
+    def step(self) -> None:
+        from ..train.model import masked_mse
+
+        x, y, mask = self._next()[:3]
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            loss = masked_mse(self.model(x), y, mask, self.loss_weight)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        self.opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(self.average, self.params, 1 - self.decay)
+
+    def timed(self, n: int) -> list[float]:
+        """Seconds of each of ``n`` steps, each from the previous one's end."""
+        out, last = [], time.perf_counter()
+        for _ in range(n):
+            self.step()
+            _sync(self.device)
+            now = time.perf_counter()
+            out.append(now - last)
+            last = now
+        return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Interleaved(Callback):
+    """Times the command's steps and, after every ``block`` of them, ``block`` bare steps.
+
+    ``command`` and ``bare`` hold blocks of step seconds; a command step is timed from the
+    previous step's end (or the bare block's end) to the end of this callback's
+    ``on_train_batch_end`` (the last callback: the EMA and the others ran before it).
+    """
+
+    def __init__(self, make_bare, block: int, blocks: int):
+        self.make_bare, self.block, self.blocks = make_bare, block, blocks
+        self.command: list[list[float]] = [[]]
+        self.bare: list[list[float]] = []
+        self._bare: BareLoop | None = None
+        self._last = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.command.append([])  # a step across the epoch's start is not kept
+        self._last = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.ends.append(time.perf_counter())
+        _sync(pl_module.device)
+        now = time.perf_counter()
+        self.command[-1].append(now - self._last)
+        if len(self.command[-1]) >= self.block:
+            if self._bare is None:
+                self._bare = self.make_bare(pl_module)
+            self.bare.append(self._bare.timed(self.block))
+            self.command.append([])
+            if len(self.bare) >= self.blocks:
+                trainer.should_stop = True
+            now = time.perf_counter()
+        self._last = now
 
 
-def _median_ms(ends: list[float], warm: int) -> float:
-    return float(np.median(np.diff(ends[warm:]))) * 1e3
+def _interior_ms(blocks: list[list[float]], skip_blocks: int) -> np.ndarray:
+    """Step times of the full blocks after ``skip_blocks``, each without its first step."""
+    full = [b[1:] for b in blocks if len(b) > 1][skip_blocks:]
+    return np.concatenate(full) * 1e3 if full else np.array([np.nan])
 
 
-def command_loop(data: str, steps: int, warm: int, batch_size: int, out: Path):
-    """(median ms a step of the command's loop, its module, its datamodule)."""
+def overhead(data: str, steps: int = 200, warm: int = 20, batch_size: int = 8,
+             block: int = 10) -> dict:
+    """The command's loop and the bare loop on ``data`` (a cache), interleaved: median ms a
+    step of each over ``steps`` steps after ``warm``, and their difference
+    (``overhead_ms_per_step``)."""
     from ..config.trainer import TrainConfig
     from ..train.run import build
 
-    cfg = TrainConfig.model_validate({
-        "data": data, "model": TINY,
-        "trainer": {"batch_size": batch_size, "out": str(out), "num_workers": 0,
-                    "data_mode": "resident", "devices": 1, "max_epochs": 1}})
-    dm, module, trainer, _ = build(cfg)
-    per_epoch = len(dm.splits["train"]) // batch_size
-    trainer.fit_loop.max_epochs = max(1, -(-(steps + warm) // max(per_epoch, 1)))
-    clock = StepClock()
-    trainer.callbacks.append(clock)
-    trainer.fit(module, datamodule=dm)
-    return _median_ms(clock.ends, warm), module, dm
-
-
-def bare_loop(module, dm, steps: int, warm: int, clip: float) -> float:
-    """Median ms a step of the same steps without the framework."""
-    from ..train.model import masked_mse
-
-    model = module.model
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-    loader = dm.train_dataloader()
-    ends, it = [], iter(loader)
-    for _ in range(steps + warm):
-        try:
-            batch = next(it)
-        except StopIteration:
-            it = iter(loader)
-            batch = next(it)
-        x, y, mask = batch[:3]
-        loss = masked_mse(model(x), y, mask, module.loss_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        ends.append(time.perf_counter())
-    return _median_ms(ends, warm)
-
-
-def overhead(data: str, steps: int = 200, warm: int = 20, batch_size: int = 8) -> dict:
-    """The command's loop and the bare loop on ``data`` (a cache), ms a step, and their
-    difference (``overhead_ms_per_step``)."""
     with tempfile.TemporaryDirectory() as tmp:
-        command, module, dm = command_loop(data, steps, warm, batch_size, Path(tmp))
-        bare = bare_loop(module, dm, steps, warm, clip=1.0)
-    return {"command_ms_per_step": command, "bare_ms_per_step": bare,
-            "overhead_ms_per_step": command - bare, "steps": steps, "batch_size": batch_size,
-            "model": TINY}
+        cfg = TrainConfig.model_validate({
+            "data": data, "model": TINY,
+            "trainer": {"batch_size": batch_size, "out": str(Path(tmp)), "num_workers": 0,
+                        "data_mode": "resident", "devices": 1, "max_epochs": 10_000}})
+        dm, module, trainer, _ = build(cfg)
+        amp = torch.bfloat16 if str(trainer.precision).startswith("bf16") else None
+
+        def make_bare(pl_module):
+            return BareLoop(pl_module.model, pl_module.loss_weight, dm.train_dataloader(),
+                            cfg.optim.grad_clip, cfg.optim.ema_decay, amp)
+
+        skip = -(-warm // block)
+        clock = Interleaved(make_bare, block, skip + -(-steps // block))
+        trainer.callbacks.append(clock)
+        trainer.fit(module, datamodule=dm)
+    command, bare = (_interior_ms(b, skip) for b in (clock.command[1:], clock.bare))
+    return {"command_ms_per_step": float(np.median(command)),
+            "bare_ms_per_step": float(np.median(bare)),
+            "overhead_ms_per_step": float(np.median(command) - np.median(bare)),
+            "steps": int(bare.size), "block": block, "batch_size": batch_size, "model": TINY}

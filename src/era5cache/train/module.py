@@ -11,7 +11,15 @@ import torch
 
 from ..config.model import ModelConfig
 from .model import RATransformer, masked_mse
+from .running import RunningLoss
 from .skill import SkillAccumulator
+
+
+def fused_adamw(device: torch.device) -> bool:
+    """Whether AdamW's fused kernel runs on ``device``: one kernel for all parameters on
+    CUDA and, since torch 2.4, on the CPU (17 -> 3.5 ms a step for the 5.5 M parameters of a
+    d_model-64 model on 2 cores); the per-parameter loop elsewhere."""
+    return device.type in ("cuda", "cpu")
 
 
 class ForecastModule(L.LightningModule):
@@ -32,6 +40,7 @@ class ForecastModule(L.LightningModule):
         self.channels = channels
         self.lat = np.asarray(lat)
         self._skill: SkillAccumulator | None = None
+        self._train_loss = RunningLoss()
         self.results: dict[str, dict] = {}
 
     @property
@@ -45,9 +54,14 @@ class ForecastModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y, mask = batch[:3]
         loss = masked_mse(self(x), y, mask, self.loss_weight)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=x.shape[0], sync_dist=True)
+        self._train_loss.add(loss, x.shape[0])
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log("train_loss_step", self._train_loss.window(), prog_bar=True)
         return loss
+
+    def on_train_epoch_end(self):
+        """The epoch's mean training loss (``train_loss_epoch``), averaged over ranks."""
+        self.log("train_loss_epoch", self._train_loss.epoch(), sync_dist=True)
 
     def _eval_step(self, batch, stage):
         x, y, mask = batch[:3]
@@ -98,7 +112,8 @@ class ForecastModule(L.LightningModule):
         lr = o["lr"]
         if o["lr_scaling"] == "sqrt":
             lr *= math.sqrt(self.hparams.batch_size / o["base_batch_size"])
-        opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=o["weight_decay"])
+        opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=o["weight_decay"],
+                                fused=fused_adamw(self.device))
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=o["lr_decay"])
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 

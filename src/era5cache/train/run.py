@@ -2,8 +2,8 @@
 
 ``train(cfg)`` builds the data (GPU-resident when the split fits the device, else a DataLoader
 with workers), the model, the Lightning ``Trainer`` (precision by device, gradient clipping
-in the framework, EMA of the weights through ``WeightAveraging``, checkpoints last + best,
-CSV logs), trains, and reports latitude-weighted RMSE per channel against persistence and
+in the framework, EMA of the weights (:class:`.ema.EMA`), checkpoints last + best, CSV
+logs), trains, and reports latitude-weighted RMSE per channel against persistence and
 climatology on the validation and test windows.
 """
 
@@ -14,14 +14,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
-from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from ..config.trainer import TrainConfig
 from .checkpoint import check_resume
 from .datamodule import ERA5DataModule, device_kind
+from .ema import EMA
 from .module import ForecastModule
 from .monitor import FeedMonitor
 from .progress import TimedProgressBar
@@ -61,7 +61,7 @@ def build(cfg: TrainConfig, resume: str | None = None):
         dirpath=out / "checkpoints", filename="best-{epoch:03d}", save_last=True,
         monitor="val_loss" if has_val else "train_loss_epoch", mode="min", save_top_k=1)]
     if cfg.optim.ema_decay > 0:
-        callbacks.append(WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay)))
+        callbacks.append(EMA(cfg.optim.ema_decay))
     trainer = L.Trainer(
         max_epochs=cfg.trainer.max_epochs, max_time=cfg.trainer.max_time,
         accelerator="gpu" if device_kind(cfg) == "cuda" else "cpu",
