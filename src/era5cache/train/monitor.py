@@ -1,72 +1,190 @@
-"""Training throughput monitor: samples/s, step time, share of wall time waiting for data,
-GPU utilisation and memory, logged every epoch and summarised at the end."""
+"""Training throughput: every step timed, per-epoch figures and the sustained ones.
+
+Each step is timed from its ``on_train_batch_start`` to the end of its
+``on_train_batch_end`` (forward, backward, clipping, optimizer, EMA: the monitor is the last
+callback), and the gap between steps from the previous step's end to its start (fetching the
+batch and the framework's bookkeeping; with resident data there is no loader to wait for).
+On CUDA the marks are CUDA events on the current stream, so steps and gaps are the GPU's:
+a gap is time the GPU had nothing of the step to do. On a CPU they are host clock readings.
+
+The sustained figures (:meth:`FeedMonitor.sustained`) leave out the first epoch (start-up,
+``torch.compile``, warm-up) when there are later ones, else the first fifth of the steps,
+and every epoch boundary (validation and checkpoints, timed separately as
+``validation_s``). Model FLOP utilisation (MFU) = samples/s per device x FLOPs per sample
+(:func:`.flops.flops_per_sample`) / the card's dense bf16 peak (:func:`.flops.peak_flops`).
+"""
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from .flops import flops_per_sample, peak_flops
+
+
+class _HostClock:
+    def mark(self) -> float:
+        return time.perf_counter()
+
+    def seconds(self, marks: list) -> np.ndarray:
+        return np.asarray(marks, dtype=np.float64)
+
+
+class _CudaClock:
+    def mark(self) -> torch.cuda.Event:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def seconds(self, marks: list) -> np.ndarray:
+        torch.cuda.synchronize()
+        return np.array([marks[0].elapsed_time(e) for e in marks]) / 1e3
+
+
+def _gpu_utilisation() -> float | None:
+    """NVML's utilisation of the current GPU (%), None without CUDA or pynvml."""
+    try:
+        return float(torch.cuda.utilization())
+    except Exception:  # no pynvml / NVML: not measured
+        return None
+
+
+def sustained_figures(epochs: list[dict], world: int = 1) -> dict:
+    """The sustained figures of ``epochs`` (each with ``step_s`` and ``gap_s`` arrays, the
+    gap before each step, the first NaN; ``samples`` per step; ``gpu_util`` samples):
+    samples/s (all ranks), median and p95 step period (gap + step) in ms, the share of time
+    in gaps, over the epochs after the first (or the last four fifths of a single one)."""
+    if len(epochs) > 1:
+        kept, warmup = epochs[1:], "the first epoch"
+    else:
+        n = len(epochs[0]["step_s"]) if epochs else 0
+        skip = max(1, n // 5)
+        kept = [{k: (v[skip:] if isinstance(v, np.ndarray) else v) for k, v in e.items()}
+                for e in epochs]
+        warmup = f"the first {skip} step(s)"
+    step = np.concatenate([e["step_s"][1:] for e in kept]) if kept else np.array([])
+    gap = np.concatenate([e["gap_s"][1:] for e in kept]) if kept else np.array([])
+    if step.size == 0:
+        return {"steps": 0, "warmup": warmup}
+    period = step + gap
+    samples = sum(e["samples"] * (len(e["step_s"]) - 1) for e in kept)
+    util = [u for e in kept for u in e.get("gpu_util", [])]
+    return {"steps": int(step.size), "warmup": warmup,
+            "samples_per_s": samples * world / period.sum(),
+            "step_ms_median": 1e3 * float(np.median(period)),
+            "step_ms_p95": 1e3 * float(np.percentile(period, 95)),
+            "gap_share": float(gap.sum() / period.sum()),
+            "gpu_util": float(np.mean(util)) if util else None}
+
 
 class FeedMonitor(Callback):
-    """Host-side timing of the training loop.
+    """Times every training step (see the module's docstring); ``history`` holds the
+    per-epoch figures, :meth:`sustained` the run's."""
 
-    The wait for data is the time from the end of one ``training_step`` (after backward and
-    the optimizer step) to the start of the next: fetching, collating and moving the batch.
-    """
-
-    def __init__(self):
+    def __init__(self, util_every_s: float = 1.0):
         self.history: list[dict] = []
+        self.util_every_s = util_every_s
+        self._epochs: list[dict] = []
+        self._marks: list = []
+        self._clock = _HostClock()
+        self._flops: float | None = None
+        self._peak: float | None = None
+        self._validation_s = 0.0
+        self._world = 1
+
+    def on_fit_start(self, trainer, pl_module):
+        cuda = pl_module.device.type == "cuda"
+        self._clock = _CudaClock() if cuda else _HostClock()
+        self._peak = peak_flops(torch.cuda.get_device_name(pl_module.device)) if cuda else None
+        dm = trainer.datamodule
+        if dm is not None and hasattr(dm, "train_ds"):
+            ds = dm.train_ds
+            self._flops = flops_per_sample(pl_module.model, ds.seq_len, ds.frame_shape,
+                                           pl_module.loss_weight)
+        self._world = trainer.world_size
 
     def on_train_epoch_start(self, trainer, pl_module):
-        self._epoch_t0 = time.perf_counter()
-        self._last_end = self._epoch_t0
-        self._wait = 0.0
+        self._marks = []
+        self._util: list[float] = []
+        self._util_t = time.perf_counter()
         self._samples = 0
-        self._steps = 0
+        self._epoch_t0 = time.perf_counter()
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._wait += time.perf_counter() - self._last_end
+        self._marks.append(self._clock.mark())
+        self._samples = int(batch[0].shape[0])
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self._samples += int(batch[0].shape[0])
-        self._steps += 1
-        self._last_end = time.perf_counter()
+        self._marks.append(self._clock.mark())
+        now = time.perf_counter()
+        if self._clock.__class__ is _CudaClock and now - self._util_t >= self.util_every_s:
+            self._util_t = now
+            u = _gpu_utilisation()
+            if u is not None:
+                self._util.append(u)
 
-    def on_train_epoch_end(self, trainer, pl_module):
+    def on_validation_start(self, trainer, pl_module):
+        self._val_t0 = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
+        self._validation_s += time.perf_counter() - self._val_t0
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if len(self._marks) < 2:
+            return
+        t = self._clock.seconds(self._marks)
+        starts, ends = t[0::2], t[1::2]
+        gap = np.concatenate([[np.nan], starts[1:] - ends[:-1]])
+        epoch = {"step_s": ends - starts, "gap_s": gap, "samples": self._samples,
+                 "gpu_util": self._util}
+        self._epochs.append(epoch)
         wall = time.perf_counter() - self._epoch_t0
-        stats = {
-            "samples_per_s": self._samples * trainer.world_size / max(wall, 1e-9),
-            "step_ms": 1000 * wall / max(self._steps, 1),
-            "data_wait_share": self._wait / max(wall, 1e-9),
-        }
+        stats = {"samples_per_s": self._samples * len(starts) * self._world / max(wall, 1e-9),
+                 "step_ms": 1e3 * wall / len(starts),
+                 "data_wait_share": float(np.nansum(gap) / max(t[-1] - t[0], 1e-9))}
         if torch.cuda.is_available():
             stats["gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
-            try:
-                stats["gpu_util"] = float(torch.cuda.utilization())
-            except Exception:  # pynvml missing: utilisation unavailable
-                pass
+            if self._util:
+                stats["gpu_util"] = float(np.mean(self._util))
         self.history.append(stats | {"epoch": trainer.current_epoch})
         for k, v in stats.items():
             pl_module.log(f"perf/{k}", v, prog_bar=k in ("samples_per_s", "data_wait_share"),
                           on_epoch=True, sync_dist=False)
 
+    def sustained(self) -> dict:
+        """The sustained figures (:func:`sustained_figures`) with FLOPs per sample, MFU
+        (None where the card's peak is unknown), peak GPU memory (GB) and the seconds
+        spent in validation."""
+        out = sustained_figures(self._epochs, self._world)
+        out["flops_per_sample"] = self._flops
+        sps = out.get("samples_per_s")
+        out["mfu"] = (sps / self._world * self._flops / self._peak
+                      if sps and self._flops and self._peak else None)
+        if torch.cuda.is_available() and self.history:
+            out["gpu_mem_gb"] = max(h.get("gpu_mem_gb", 0.0) for h in self.history)
+        out["validation_s"] = self._validation_s
+        return out
+
     def summary(self) -> str:
-        if not self.history:
-            return "no training epochs ran"
-        h = self.history[1:] or self.history  # the first epoch includes warm-up
-        sps = sum(x["samples_per_s"] for x in h) / len(h)
-        wait = sum(x["data_wait_share"] for x in h) / len(h)
-        step = sum(x["step_ms"] for x in h) / len(h)
-        out = (f"throughput {sps:,.0f} samples/s, step {step:.1f} ms, "
-               f"waiting for data {100 * wait:.1f}% of wall time")
-        if "gpu_mem_gb" in h[-1]:
-            out += f", GPU memory {h[-1]['gpu_mem_gb']:.1f} GB"
-        if "gpu_util" in h[-1]:
-            out += f", GPU utilisation {h[-1]['gpu_util']:.0f}%"
-        return out + f" (mean over {len(h)} epoch(s) after the first)"
+        """The sustained figures in one line."""
+        s = self.sustained()
+        if not s.get("steps"):
+            return "no training steps timed"
+        out = (f"sustained: {s['samples_per_s']:,.0f} samples/s, step "
+               f"{s['step_ms_median']:.1f} ms median, {s['step_ms_p95']:.1f} ms p95, "
+               f"{100 * s['gap_share']:.1f}% of the time between steps")
+        if s["mfu"] is not None:
+            out += f", MFU {100 * s['mfu']:.1f}%"
+        if s.get("gpu_util") is not None:
+            out += f", GPU utilisation {s['gpu_util']:.0f}%"
+        if s.get("gpu_mem_gb") is not None:
+            out += f", GPU memory {s['gpu_mem_gb']:.1f} GB"
+        return out + (f" ({s['steps']} steps after {s['warmup']}; validation "
+                      f"{s['validation_s']:.1f} s apart)")

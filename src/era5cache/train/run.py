@@ -57,11 +57,12 @@ def build(cfg: TrainConfig, resume: str | None = None):
     out = Path(cfg.trainer.out)
     has_val = len(dm.splits["val"]) > 0
     monitor = FeedMonitor()
-    callbacks = [monitor, TimedProgressBar(), ModelCheckpoint(
+    callbacks = [TimedProgressBar(), ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best-{epoch:03d}", save_last=True,
         monitor="val_loss" if has_val else "train_loss_epoch", mode="min", save_top_k=1)]
     if cfg.optim.ema_decay > 0:
         callbacks.append(EMA(cfg.optim.ema_decay))
+    callbacks.append(monitor)  # last: a step's time includes the other callbacks' work
     trainer = L.Trainer(
         max_epochs=cfg.trainer.max_epochs, max_time=cfg.trainer.max_time,
         accelerator="gpu" if device_kind(cfg) == "cuda" else "cpu",
@@ -88,7 +89,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
                "data_mode_reason": dm.mode_reason, "precision": _precision(cfg),
                "global_step": trainer.global_step, "epochs": trainer.current_epoch,
                "skill": module.results, "throughput": monitor.history,
-               "throughput_summary": monitor.summary()}
+               "throughput_summary": monitor.summary(),
+               "throughput_sustained": monitor.sustained()}
     if trainer.is_global_zero:
         out = Path(cfg.trainer.out)
         out.mkdir(parents=True, exist_ok=True)
