@@ -208,11 +208,11 @@ def lazy_variable(array):
                        LazilyIndexedArray(array))
 
 
-def run_cli(*args: str, check: bool = True):
+def run_cli(*args: str, check: bool = True, env: dict | None = None):
     """Run ``era5cache`` in a fresh process, as users do (keeps Dask/HDF5 threads out of the
-    test process: HDF5 is not thread-safe)."""
+    test process: HDF5 is not thread-safe); ``env``: its environment (default: ours)."""
     r = subprocess.run([sys.executable, "-m", "era5cache.cli", *map(str, args)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=env)
     if check and r.returncode != 0:
         raise AssertionError(f"era5cache {' '.join(map(str, args))} failed:\n{r.stderr}")
     return r

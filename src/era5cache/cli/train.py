@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -17,7 +18,10 @@ def add(sub) -> None:
     t.add_argument("--lr-scaling", choices=("none", "sqrt"))
     t.add_argument("--accumulate", type=int, help="gradient accumulation steps")
     t.add_argument("--precision", help="e.g. bf16-mixed, 16-mixed, 32-true (default: auto)")
-    t.add_argument("--compile", action="store_true", default=None, help="torch.compile")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the training step (default: on CUDA only)")
+    t.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune",
+                                               "max-autotune-no-cudagraphs"))
     t.add_argument("--devices", help="number of devices (DDP when > 1)")
     t.add_argument("--strategy", help="e.g. ddp")
     t.add_argument("--data-mode",
@@ -43,6 +47,7 @@ def run(args) -> int:
         workers = int(workers)
     cfg = override(cfg, "trainer", max_epochs=args.max_epochs, batch_size=args.batch_size,
                    accumulate=args.accumulate, precision=args.precision, compile=args.compile,
+                   compile_mode=args.compile_mode,
                    devices=devices, strategy=args.strategy, data_mode=args.data_mode,
                    num_workers=workers, seed=args.seed, out=args.out)
     cfg = override(cfg, "optim", lr=args.lr, lr_scaling=args.lr_scaling,
@@ -63,7 +68,7 @@ def run(args) -> int:
     if rank_zero_only.rank == 0:  # the other DDP ranks print nothing
         print(f"trained {summary['epochs']} epochs ({summary['global_step']} steps), data "
               f"{summary['data_mode']} ({summary['data_mode_reason']}), precision "
-              f"{summary['precision']}")
+              f"{summary['precision']}, {summary['compile']['words']}")
         print(summary["throughput_summary"])
         print(format_skill(summary["skill"]))
         print(f"run folder: {cfg.trainer.out} (checkpoints/, logs/metrics.csv, loss.png, "

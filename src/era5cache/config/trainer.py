@@ -50,7 +50,9 @@ class TrainerConfig(BaseModel):
     (the first that fits, in that order). ``block_bytes``/``pool_bytes``: the sampler's
     sizes (None: by the memory available). ``loss_scale``:
     ``increment`` weighs each channel's error by its one-step-difference std, ``std`` takes
-    it as stored. ``max_time``: ``DD:HH:MM:SS``."""
+    it as stored. ``max_time``: ``DD:HH:MM:SS``. ``compile``: ``torch.compile`` of the
+    training step (model and loss), ``auto`` = on CUDA only; ``compile_mode`` its mode
+    (``reduce-overhead`` captures the step in CUDA graphs)."""
 
     model_config = _FROZEN
 
@@ -58,7 +60,9 @@ class TrainerConfig(BaseModel):
     batch_size: PositiveInt = 50
     accumulate: PositiveInt = 1
     precision: str = "auto"
-    compile: bool = False
+    compile: bool | Literal["auto"] = "auto"
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune",
+                          "max-autotune-no-cudagraphs"] = "default"
     devices: PositiveInt | Literal["auto", "cpu"] = 1
     strategy: str = "auto"
     seed: int = 0

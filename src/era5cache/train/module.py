@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..config.model import ModelConfig
+from .compiled import StepLoss
 from .model import RATransformer, masked_mse
 from .running import RunningLoss
 from .skill import SkillAccumulator
@@ -25,7 +26,7 @@ def fused_adamw(device: torch.device) -> bool:
 class ForecastModule(L.LightningModule):
     def __init__(self, model_cfg: dict, optim_cfg: dict, loss_scale: str, stats: dict,
                  channels: list[str], lat: list[float], batch_size: int,
-                 compile: bool = False):
+                 compile_mode: str | None = None):
         super().__init__()
         self.save_hyperparameters()
         std = np.asarray(stats["std"])
@@ -33,7 +34,7 @@ class ForecastModule(L.LightningModule):
         incr = torch.tensor(np.where(np.isfinite(diff) & (diff > 0), diff / std, 1.0),
                             dtype=torch.float32)
         self.model = RATransformer(ModelConfig(**model_cfg), increment_scale=incr)
-        self.step_model = torch.compile(self.model) if compile else self.model
+        self.step_loss = StepLoss(compile_mode)
         self.register_buffer("loss_weight", (1.0 / incr if loss_scale == "increment"
                                              else torch.ones_like(incr)).view(-1, 1, 1))
         self.std = std
@@ -49,11 +50,24 @@ class ForecastModule(L.LightningModule):
         return self.model.input_offset
 
     def forward(self, x):
-        return self.step_model(x)
+        return self.model(x)
+
+    def on_fit_start(self):
+        """Compiles the training step (when asked) on a batch of zeros of the training
+        shape, under the run's precision; a failure falls back to eager, in one line."""
+        if self.step_loss.mode is None:
+            return
+        batch = next(iter(self.trainer.datamodule.train_dataloader()))[:3]
+        x, y, mask = (torch.zeros_like(t, device=self.device) for t in batch)
+        self.step_loss.check(self.model, (x, y, mask), self.loss_weight,
+                             self.trainer.precision_plugin.train_step_context)
+        if self.step_loss.fallback and self.trainer.is_global_zero:
+            print(f"torch.compile failed ({self.step_loss.fallback}); training eager",
+                  flush=True)
 
     def training_step(self, batch, batch_idx):
         x, y, mask = batch[:3]
-        loss = masked_mse(self(x), y, mask, self.loss_weight)
+        loss = self.step_loss(self.model, x, y, mask, self.loss_weight)
         self._train_loss.add(loss, x.shape[0])
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train_loss_step", self._train_loss.window(), prog_bar=True)

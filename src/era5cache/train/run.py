@@ -34,6 +34,14 @@ def _precision(cfg: TrainConfig) -> str:
     return "bf16-mixed" if device_kind(cfg) == "cuda" else "32-true"
 
 
+def _compile_mode(cfg: TrainConfig) -> str | None:
+    """``torch.compile``'s mode for the training step, None for eager (``compile: auto``:
+    compiled on CUDA only)."""
+    c = cfg.trainer.compile
+    on = c is True or (c == "auto" and device_kind(cfg) == "cuda")
+    return cfg.trainer.compile_mode if on else None
+
+
 def build(cfg: TrainConfig, resume: str | None = None):
     """(datamodule, module, trainer, monitor) for ``cfg``; ``resume``: a checkpoint to
     continue from, checked against the module before the trainer exists
@@ -46,7 +54,7 @@ def build(cfg: TrainConfig, resume: str | None = None):
     mcfg = asdict(cfg.model) | {"channels": channels, "height": height, "width": width}
     module = ForecastModule(mcfg, cfg.optim.model_dump(), cfg.trainer.loss_scale, raw_stats,
                             ds.channels, ds.lat.tolist(), cfg.trainer.batch_size,
-                            cfg.trainer.compile)
+                            _compile_mode(cfg))
     # The model sees anomalies from the training climatology, which is also the
     # climatology baseline of the skill table (ForecastModule.climatology).
     module.model.input_offset.copy_(dm.climatology())
@@ -90,7 +98,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
                "global_step": trainer.global_step, "epochs": trainer.current_epoch,
                "skill": module.results, "throughput": monitor.history,
                "throughput_summary": monitor.summary(),
-               "throughput_sustained": monitor.sustained()}
+               "throughput_sustained": monitor.sustained(),
+               "compile": _compile_record(module.step_loss, _compile_mode(cfg))}
     if trainer.is_global_zero:
         out = Path(cfg.trainer.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -102,6 +111,19 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         except ImportError:
             pass
     return summary
+
+
+def _compile_record(step_loss, requested: str | None) -> dict:
+    """What ``torch.compile`` did, for the summary: the mode asked and used, the seconds the
+    first compilation took, the fallback's reason, and all that in words."""
+    if requested is None:
+        words = "eager (torch.compile off)"
+    elif step_loss.fallback:
+        words = f"eager: torch.compile failed ({step_loss.fallback})"
+    else:
+        words = f"torch.compile mode {requested} ({step_loss.compile_s:.1f} s to compile)"
+    return {"requested": requested, "mode": step_loss.mode,
+            "compile_s": step_loss.compile_s, "fallback": step_loss.fallback, "words": words}
 
 
 def format_skill(results: dict) -> str:
