@@ -1,22 +1,32 @@
-"""``era5cache bench train``: training samples/s of four ways to feed the same model.
+"""``era5cache bench train``: training samples/s of the ways to feed and step the same model.
 
-In one run, same cache, same RATransformer (default hyperparameters), a plain training step
-(forward, NaN-masked loss, backward, AdamW step):
+In one run, same cache, same RATransformer (default hyperparameters):
 
 1. the original loop: fp32, batch 50, a per-sample DataLoader in the main process;
 2. the report's quick fixes: 16-bit mixed precision (fp16 + GradScaler on CUDA; fp32 on a
    CPU, where autocast is slower), batch 150, 8 workers (at most the cores), pin_memory;
-3. this project's default path: split resident on the device (bf16 on CUDA), batches built by
-   index, batch ``--batch-size`` (default 4096 on CUDA, 50 on CPU);
-4. the compute-only ceiling: the same model and batch as 3 fed one fixed batch.
+3. this project's feeding: split resident on the device (bf16 on CUDA), batches built by
+   index, batch ``--batch-size`` (default 4096 on CUDA, 50 on CPU), a plain eager step;
+4. the eager ceiling: the same model and batch as 3 fed one fixed batch;
+5. the compiled ceilings: 4 with the step (model and loss) under ``torch.compile``, one row
+   per mode of ``--compile-modes`` (default on CUDA: default and reduce-overhead; none on
+   a CPU, where compiling the full model takes minutes);
+6. the ``era5cache train`` command's loop itself (Lightning, EMA, clipping, logging,
+   checkpoints, the monitor; compiled on CUDA) on the same resident data and batch,
+   sustained over ``--train-steps`` optimizer steps after a warm-up epoch, validation
+   every ~100 steps and timed apart.
 
-Then the ``era5cache train`` loop's overhead per step over a bare loop, on a tiny model
-(:mod:`.trainloop`): ``overhead_ms_per_step`` in the JSON.
+Per path: samples/s, MFU (CUDA), median and p95 step time, the share of time between steps,
+GPU utilisation and memory. A plain step here is forward, NaN-masked loss, backward, fused
+AdamW. Then the ``era5cache train`` loop's overhead per step over a bare loop on a tiny
+model (:mod:`.trainloop`): ``overhead_ms_per_step`` in the JSON.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,31 +36,30 @@ from torch.utils.data import DataLoader
 
 from ..config.model import ModelConfig
 from ..serve.dataset import CachedERA5Dataset
-from ..train.model import RATransformer, masked_mse
+from ..train.compiled import StepLoss
+from ..train.flops import flops_per_sample, peak_flops
+from ..train.model import RATransformer
+from ..train.module import fused_adamw
+from ..train.monitor import clock_for, gpu_utilisation, step_figures
 from .common import machine, table, write_json
 from .loader import _PerSample
 
 
-def _steps(model, opt, batches, device, amp_dtype, scaler, n_warm, n_steps):
-    """Run warm-up then timed steps; returns samples/s."""
-    model.train()
-    it = iter(batches)
-    done, t0 = 0, None
-    for k in range(n_warm + n_steps):
-        if k == n_warm:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-        try:
-            x, y, mask = next(it)[:3]
-        except StopIteration:
-            it = iter(batches)
-            x, y, mask = next(it)[:3]
-        x = x.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
-        mask = mask.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = masked_mse(model(x), y, mask)
+def _cycle(batches):
+    while True:
+        yield from batches
+
+
+def _plain_step(model, device, amp, scaler, loss_fn=None):
+    """One training step of ``model`` on a batch (moved to ``device``)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01,
+                            fused=fused_adamw(device))
+    loss_fn = loss_fn or StepLoss(None)
+
+    def step(batch):
+        x, y, mask = (t.to(device, non_blocking=True) for t in batch[:3])
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss = loss_fn(model, x, y, mask, None)
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -59,60 +68,137 @@ def _steps(model, opt, batches, device, amp_dtype, scaler, n_warm, n_steps):
         else:
             loss.backward()
             opt.step()
-        if k >= n_warm:
-            done += x.shape[0]
+    return step
+
+
+def _timed(step, batches, device, n_warm: int, n_steps: int) -> dict:
+    """:func:`step_figures` of ``n_steps`` steps after ``n_warm``; the fetch of the next
+    batch counts as the gap before a step. Adds peak GPU memory (GB)."""
+    it = _cycle(batches)
+    for _ in range(n_warm):
+        step(next(it))
+    clock, marks, util, t_util = clock_for(device), [], [], time.perf_counter()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return done / (time.perf_counter() - t0)
+        torch.cuda.reset_peak_memory_stats()
+    marks.append(clock.mark())
+    for _ in range(n_steps):
+        batch = next(it)
+        marks.append(clock.mark())
+        step(batch)
+        marks.append(clock.mark())
+        if device.type == "cuda" and time.perf_counter() - t_util > 0.5:
+            t_util = time.perf_counter()
+            util.extend(u for u in [gpu_utilisation()] if u is not None)
+    t = clock.seconds(marks)
+    starts, ends = t[1::2], t[2::2]
+    gaps = starts - np.concatenate([[t[0]], ends[:-1]])
+    out = step_figures(ends - starts, gaps, int(batch[0].shape[0]), util=util)
+    if device.type == "cuda":
+        out["gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    return out
 
 
-def main(args) -> int:
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    root = Path(args.data)
-    ds = CachedERA5Dataset(root, split="train", seq_len=args.seq_len, return_mask=True)
-    cfg = ModelConfig(channels=len(ds.channels))
+def _command(root: Path, batch: int, steps: int) -> dict:
+    """The ``era5cache train`` loop on ``root``: sustained figures over ``steps`` steps
+    after the first epoch, validation about every 100 steps."""
+    from ..config.trainer import TrainConfig
+    from ..train.run import build, compile_mode, compile_record
+
+    n = len(CachedERA5Dataset(root, split="train", seq_len=2))
+    per_epoch = max(1, n // batch)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig.model_validate({"data": str(root), "trainer": {
+            "batch_size": batch, "data_mode": "resident", "out": tmp, "num_workers": 0,
+            "max_epochs": 1 + math.ceil(steps / per_epoch),
+            "val_every_n_epochs": max(1, round(100 / per_epoch))}})
+        dm, module, trainer, monitor = build(cfg)
+        trainer.fit(module, datamodule=dm)
+        out = monitor.sustained()
+        out["compile"] = compile_record(module.step_loss, compile_mode(cfg))
+    return out
+
+
+def _paths(ds, device, big: int, n_warm: int, n_steps: int, modes: list[str]) -> dict:
+    """Paths 1-5: name -> figures."""
     cuda = device.type == "cuda"
-    big = args.batch_size or (4096 if cuda else 50)
-    n_warm, n_steps = (5, 30) if cuda else (2, args.steps)
+    cfg = ModelConfig(channels=len(ds.channels))
     results = {}
 
     def fresh():
         torch.manual_seed(0)
-        m = RATransformer(cfg).to(device)
-        return m, torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.01)
+        return RATransformer(cfg).to(device)
 
-    m, opt = fresh()
     dl = DataLoader(_PerSample(ds), batch_size=50, shuffle=True)
-    results["1 original: fp32, batch 50, per-sample loader, main process"] = _steps(
-        m, opt, dl, device, None, None, n_warm, n_steps)
-    m, opt = fresh()
+    results["1 original: fp32, batch 50, per-sample loader, main process"] = _timed(
+        _plain_step(fresh(), device, None, None), dl, device, n_warm, n_steps)
     workers = min(8, os.cpu_count() or 1)
     dl = DataLoader(_PerSample(ds), batch_size=150, shuffle=True, num_workers=workers,
                     pin_memory=cuda, persistent_workers=True, prefetch_factor=2)
     amp = torch.float16 if cuda else None  # CPU autocast (bf16) is ~10x slower than fp32 here
     scaler = torch.amp.GradScaler("cuda") if cuda else None
     results[f"2 quick fixes: {'16-mixed' if cuda else 'fp32 (CPU)'}, batch 150, "
-            f"{workers} workers, pin_memory"] = _steps(
-        m, opt, dl, device, amp, scaler, n_warm, n_steps)
+            f"{workers} workers, pin_memory"] = _timed(
+        _plain_step(fresh(), device, amp, scaler), dl, device, n_warm, n_steps)
     del dl
-    m, opt = fresh()
     dtype = torch.bfloat16 if cuda else torch.float32
     res = ds.to_device(device, dtype=dtype, batch_size=big, shuffle=True, drop_last=True)
     amp = torch.bfloat16 if cuda else None
-    results[f"3 default: resident, {'bf16' if cuda else 'fp32'}, batch {big}"] = _steps(
-        m, opt, res, device, amp, None, n_warm, n_steps)
-    fixed = next(iter(res))
-    m, opt = fresh()
-    results[f"4 ceiling: one fixed batch of {big}"] = _steps(
-        m, opt, [fixed], device, amp, None, n_warm, n_steps)
-    names = list(results)
-    orig, ceil = results[names[0]], results[names[-1]]
-    rows = [(k, f"{v:,.0f}", f"{v / orig:,.1f}", f"{100 * v / ceil:.0f}%")
-            for k, v in results.items()]
+    results[f"3 resident, {'bf16' if cuda else 'fp32'}, batch {big}"] = _timed(
+        _plain_step(fresh(), device, amp, None), res, device, n_warm, n_steps)
+    fixed = [next(iter(res))]
+    results[f"4 eager ceiling: one fixed batch of {big}"] = _timed(
+        _plain_step(fresh(), device, amp, None), fixed, device, n_warm, n_steps)
+    for mode in modes:
+        model, loss = fresh(), StepLoss(mode)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss.check(model, fixed[0][:3], None)
+        r = _timed(_plain_step(model, device, amp, None, loss), fixed, device, n_warm,
+                   n_steps)
+        results[f"5 compiled ceiling ({mode})"] = r | {"compile_s": loss.compile_s,
+                                                       "fallback": loss.fallback}
+    return results
+
+
+def _rows(results: dict, flops: float, peak: float | None) -> list[tuple]:
+    orig = results[next(iter(results))]["samples_per_s"]
+    best = max(r["samples_per_s"] for k, r in results.items() if "ceiling" in k)
+    rows = []
+    for k, r in results.items():
+        sps = r.get("samples_per_s", float("nan"))
+        r["mfu"] = sps * flops / peak if peak else None
+        rows.append((k, f"{sps:,.0f}", f"{sps / orig:,.1f}", f"{100 * sps / best:.0f}%",
+                     "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%",
+                     f"{r.get('step_ms_median', float('nan')):.1f}",
+                     f"{r.get('step_ms_p95', float('nan')):.1f}",
+                     f"{100 * r.get('gap_share', float('nan')):.1f}%",
+                     "-" if r.get("gpu_util") is None else f"{r['gpu_util']:.0f}%",
+                     "-" if r.get("gpu_mem_gb") is None else f"{r['gpu_mem_gb']:.1f}"))
+    return rows
+
+
+def main(args) -> int:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.type == "cuda"
+    root = Path(args.data)
+    ds = CachedERA5Dataset(root, split="train", seq_len=args.seq_len, return_mask=True)
+    big = args.batch_size or (4096 if cuda else 50)
+    n_warm, n_steps = (5, 30) if cuda else (2, args.steps)
+    modes = ([m for m in args.compile_modes.split(",") if m] if args.compile_modes is not None
+             else (["default", "reduce-overhead"] if cuda else []))
+    results = _paths(ds, device, big, n_warm, n_steps, modes)
+    train_steps = args.train_steps or (300 if cuda else 3 * args.steps)
+    results[f"6 era5cache train: batch {big}, sustained"] = _command(root, big, train_steps)
+    model = RATransformer(ModelConfig(channels=len(ds.channels)))
+    flops = flops_per_sample(model, args.seq_len, ds.frame_shape)
     dev = torch.cuda.get_device_name() if cuda else "CPU"
-    print(f"device {dev}; model d_model {cfg.d_model}, {cfg.num_layers} layers; "
-          f"{len(ds)} train windows; {n_steps} timed steps per path")
-    print(table(rows, ("path", "samples/s", "x original", "of ceiling")))
+    peak = peak_flops(dev) if cuda else None
+    rows = _rows(results, flops, peak)
+    print(f"device {dev}; model d_model {model.cfg.d_model}, {model.cfg.num_layers} layers, "
+          f"{flops / 1e9:.3f} GFLOP a sample (forward + backward); {len(ds)} train windows; "
+          f"{n_steps} timed steps per path 1-5, {train_steps} for 6")
+    print(table(rows, ("path", "samples/s", "x original", "of best ceiling", "MFU",
+                       "step ms", "p95 ms", "between steps", "GPU util", "GPU GB")))
     from .trainloop import overhead
 
     loop = overhead(str(root))
@@ -120,10 +206,25 @@ def main(args) -> int:
           f"{loop['batch_size']}): {loop['command_ms_per_step']:.1f} ms a step against a bare "
           f"loop's {loop['bare_ms_per_step']:.1f} ms: {loop['overhead_ms_per_step']:.1f} ms "
           "(target <= 1)")
-    write_json(args.json, {"benchmark": "train", "machine": machine(), "device": dev,
-                           "results": results, "steps": n_steps,
-                           "default_vs_ceiling": results[names[2]] / ceil,
-                           "default_vs_original": results[names[2]] / orig,
-                           "overhead_ms_per_step": loop["overhead_ms_per_step"],
-                           "train_loop": loop})
-    return 0 if np.isfinite(orig) else 1
+    write_json(args.json, _record(results, dev, n_steps, flops, peak, loop))
+    return 0 if all(np.isfinite(r.get("samples_per_s", np.nan)) for r in results.values()) \
+        else 1
+
+
+def _record(results: dict, dev: str, n_steps: int, flops: float, peak, loop: dict) -> dict:
+    names = list(results)
+    sps = {k: r.get("samples_per_s") for k, r in results.items()}
+    command, eager = names[-1], names[3]
+    compiled = [k for k in names if k.startswith("5 ") and not results[k].get("fallback")]
+    out = {"benchmark": "train", "machine": machine(), "device": dev, "results": results,
+           "samples_per_s": sps, "steps": n_steps, "flops_per_sample": flops,
+           "peak_flops": peak, "default_vs_ceiling": sps[names[2]] / sps[eager],
+           "default_vs_original": sps[names[2]] / sps[names[0]],
+           "train_vs_original": sps[command] / sps[names[0]],
+           "overhead_ms_per_step": loop["overhead_ms_per_step"], "train_loop": loop}
+    if dev != "CPU":
+        best = max((sps[k] for k in compiled), default=sps[eager])
+        out |= {"train_samples_per_s": sps[command], "train_mfu": results[command]["mfu"],
+                "train_vs_compiled_ceiling": sps[command] / best,
+                "train_vs_eager_ceiling": sps[command] / sps[eager]}
+    return out

@@ -37,6 +37,12 @@ def add(sub) -> None:
     b.add_argument("--seq-len", type=int, default=2)
     b.add_argument("--seconds", type=float, default=4.0, help="time budget per loader path")
     b.add_argument("--steps", type=int, default=10, help="timed training steps per path (CPU)")
+    b.add_argument("--train-steps", type=int, default=None,
+                   help="train: sustained steps of the era5cache train loop (default 300 on "
+                        "CUDA, 3 x --steps on a CPU)")
+    b.add_argument("--compile-modes", default=None,
+                   help="train: torch.compile modes of the compiled ceiling, comma-separated "
+                        "(default on CUDA: default,reduce-overhead; on a CPU: none)")
     b.add_argument("--json", default=None, help="write results here")
     b.add_argument("--quick", action="store_true", help="smaller inputs")
 

@@ -52,7 +52,9 @@ class TrainerConfig(BaseModel):
     ``increment`` weighs each channel's error by its one-step-difference std, ``std`` takes
     it as stored. ``max_time``: ``DD:HH:MM:SS``. ``compile``: ``torch.compile`` of the
     training step (model and loss), ``auto`` = on CUDA only; ``compile_mode`` its mode
-    (``reduce-overhead`` captures the step in CUDA graphs)."""
+    (``reduce-overhead`` captures the step in CUDA graphs). ``val_every_n_epochs``: validate
+    (and save the checkpoints) every that many epochs: a 45-year cache at batch 4096 is
+    ten steps an epoch."""
 
     model_config = _FROZEN
 
@@ -73,6 +75,7 @@ class TrainerConfig(BaseModel):
     out: str = "runs/ratransformer"
     loss_scale: Literal["increment", "std"] = "increment"
     log_every_n_steps: PositiveInt = 10
+    val_every_n_epochs: PositiveInt = 1
     max_time: str | None = None
 
     @field_validator("precision", mode="before")

@@ -25,7 +25,9 @@ from lightning.pytorch.callbacks import Callback
 from .flops import flops_per_sample, peak_flops
 
 
-class _HostClock:
+class HostClock:
+    """Host clock readings (s)."""
+
     def mark(self) -> float:
         return time.perf_counter()
 
@@ -33,7 +35,9 @@ class _HostClock:
         return np.asarray(marks, dtype=np.float64)
 
 
-class _CudaClock:
+class CudaClock:
+    """CUDA events on the current stream; ``seconds`` synchronises once."""
+
     def mark(self) -> torch.cuda.Event:
         event = torch.cuda.Event(enable_timing=True)
         event.record()
@@ -44,7 +48,12 @@ class _CudaClock:
         return np.array([marks[0].elapsed_time(e) for e in marks]) / 1e3
 
 
-def _gpu_utilisation() -> float | None:
+def clock_for(device: torch.device) -> HostClock | CudaClock:
+    """The clock that times steps on ``device``: CUDA events on a GPU, else the host's."""
+    return CudaClock() if device.type == "cuda" else HostClock()
+
+
+def gpu_utilisation() -> float | None:
     """NVML's utilisation of the current GPU (%), None without CUDA or pynvml."""
     try:
         return float(torch.cuda.utilization())
@@ -52,11 +61,27 @@ def _gpu_utilisation() -> float | None:
         return None
 
 
+def step_figures(step_s: np.ndarray, gap_s: np.ndarray, samples: int, world: int = 1,
+                 util: list[float] | None = None) -> dict:
+    """Figures of timed steps: ``step_s`` each step's seconds, ``gap_s`` the seconds before
+    it, ``samples`` per step and rank. Samples/s (all ranks), median and p95 step period
+    (gap + step) in ms, the share of time in gaps, mean GPU utilisation (%)."""
+    if step_s.size == 0:
+        return {"steps": 0}
+    period = step_s + gap_s
+    return {"steps": int(step_s.size),
+            "samples_per_s": samples * step_s.size * world / period.sum(),
+            "step_ms_median": 1e3 * float(np.median(period)),
+            "step_ms_p95": 1e3 * float(np.percentile(period, 95)),
+            "gap_share": float(gap_s.sum() / period.sum()),
+            "gpu_util": float(np.mean(util)) if util else None}
+
+
 def sustained_figures(epochs: list[dict], world: int = 1) -> dict:
-    """The sustained figures of ``epochs`` (each with ``step_s`` and ``gap_s`` arrays, the
-    gap before each step, the first NaN; ``samples`` per step; ``gpu_util`` samples):
-    samples/s (all ranks), median and p95 step period (gap + step) in ms, the share of time
-    in gaps, over the epochs after the first (or the last four fifths of a single one)."""
+    """:func:`step_figures` of ``epochs`` (each with ``step_s`` and ``gap_s`` arrays, the
+    gap before each step, the first NaN; ``samples`` per step; ``gpu_util`` samples) over
+    the epochs after the first (or the last four fifths of a single one), each epoch's
+    first step left out."""
     if len(epochs) > 1:
         kept, warmup = epochs[1:], "the first epoch"
     else:
@@ -67,17 +92,9 @@ def sustained_figures(epochs: list[dict], world: int = 1) -> dict:
         warmup = f"the first {skip} step(s)"
     step = np.concatenate([e["step_s"][1:] for e in kept]) if kept else np.array([])
     gap = np.concatenate([e["gap_s"][1:] for e in kept]) if kept else np.array([])
-    if step.size == 0:
-        return {"steps": 0, "warmup": warmup}
-    period = step + gap
-    samples = sum(e["samples"] * (len(e["step_s"]) - 1) for e in kept)
+    samples = kept[0]["samples"] if kept else 0
     util = [u for e in kept for u in e.get("gpu_util", [])]
-    return {"steps": int(step.size), "warmup": warmup,
-            "samples_per_s": samples * world / period.sum(),
-            "step_ms_median": 1e3 * float(np.median(period)),
-            "step_ms_p95": 1e3 * float(np.percentile(period, 95)),
-            "gap_share": float(gap.sum() / period.sum()),
-            "gpu_util": float(np.mean(util)) if util else None}
+    return step_figures(step, gap, samples, world, util) | {"warmup": warmup}
 
 
 class FeedMonitor(Callback):
@@ -89,15 +106,17 @@ class FeedMonitor(Callback):
         self.util_every_s = util_every_s
         self._epochs: list[dict] = []
         self._marks: list = []
-        self._clock = _HostClock()
+        self._clock = HostClock()
         self._flops: float | None = None
         self._peak: float | None = None
         self._validation_s = 0.0
+        self._epoch_ends_s = 0.0
+        self._last_end: tuple[float, float] | None = None  # (host time, validation_s then)
         self._world = 1
 
     def on_fit_start(self, trainer, pl_module):
         cuda = pl_module.device.type == "cuda"
-        self._clock = _CudaClock() if cuda else _HostClock()
+        self._clock = clock_for(pl_module.device)
         self._peak = peak_flops(torch.cuda.get_device_name(pl_module.device)) if cuda else None
         dm = trainer.datamodule
         if dm is not None and hasattr(dm, "train_ds"):
@@ -116,15 +135,19 @@ class FeedMonitor(Callback):
             torch.cuda.reset_peak_memory_stats()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0 and self._last_end is not None:  # the time between epochs
+            t, val = self._last_end
+            self._epoch_ends_s += time.perf_counter() - t - (self._validation_s - val)
         self._marks.append(self._clock.mark())
         self._samples = int(batch[0].shape[0])
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self._marks.append(self._clock.mark())
         now = time.perf_counter()
-        if self._clock.__class__ is _CudaClock and now - self._util_t >= self.util_every_s:
+        self._last_end = (now, self._validation_s)
+        if self._clock.__class__ is CudaClock and now - self._util_t >= self.util_every_s:
             self._util_t = now
-            u = _gpu_utilisation()
+            u = gpu_utilisation()
             if u is not None:
                 self._util.append(u)
 
@@ -160,8 +183,9 @@ class FeedMonitor(Callback):
 
     def sustained(self) -> dict:
         """The sustained figures (:func:`sustained_figures`) with FLOPs per sample, MFU
-        (None where the card's peak is unknown), peak GPU memory (GB) and the seconds
-        spent in validation."""
+        (None where the card's peak is unknown), peak GPU memory (GB), the seconds spent
+        in validation and the other seconds between epochs (``epoch_ends_s``: checkpoints,
+        the next epoch's permutation)."""
         out = sustained_figures(self._epochs, self._world)
         out["flops_per_sample"] = self._flops
         sps = out.get("samples_per_s")
@@ -170,6 +194,7 @@ class FeedMonitor(Callback):
         if torch.cuda.is_available() and self.history:
             out["gpu_mem_gb"] = max(h.get("gpu_mem_gb", 0.0) for h in self.history)
         out["validation_s"] = self._validation_s
+        out["epoch_ends_s"] = self._epoch_ends_s
         return out
 
     def summary(self) -> str:
@@ -186,5 +211,6 @@ class FeedMonitor(Callback):
             out += f", GPU utilisation {s['gpu_util']:.0f}%"
         if s.get("gpu_mem_gb") is not None:
             out += f", GPU memory {s['gpu_mem_gb']:.1f} GB"
-        return out + (f" ({s['steps']} steps after {s['warmup']}; validation "
-                      f"{s['validation_s']:.1f} s apart)")
+        return out + (f" ({s['steps']} steps after {s['warmup']}; apart: validation "
+                      f"{s['validation_s']:.1f} s, other work between epochs "
+                      f"{s['epoch_ends_s']:.1f} s)")

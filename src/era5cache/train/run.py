@@ -34,7 +34,7 @@ def _precision(cfg: TrainConfig) -> str:
     return "bf16-mixed" if device_kind(cfg) == "cuda" else "32-true"
 
 
-def _compile_mode(cfg: TrainConfig) -> str | None:
+def compile_mode(cfg: TrainConfig) -> str | None:
     """``torch.compile``'s mode for the training step, None for eager (``compile: auto``:
     compiled on CUDA only)."""
     c = cfg.trainer.compile
@@ -54,7 +54,7 @@ def build(cfg: TrainConfig, resume: str | None = None):
     mcfg = asdict(cfg.model) | {"channels": channels, "height": height, "width": width}
     module = ForecastModule(mcfg, cfg.optim.model_dump(), cfg.trainer.loss_scale, raw_stats,
                             ds.channels, ds.lat.tolist(), cfg.trainer.batch_size,
-                            _compile_mode(cfg))
+                            compile_mode(cfg))
     # The model sees anomalies from the training climatology, which is also the
     # climatology baseline of the skill table (ForecastModule.climatology).
     module.model.input_offset.copy_(dm.climatology())
@@ -80,6 +80,7 @@ def build(cfg: TrainConfig, resume: str | None = None):
         accumulate_grad_batches=cfg.trainer.accumulate, callbacks=callbacks,
         logger=CSVLogger(out, name="logs", version=""),
         log_every_n_steps=cfg.trainer.log_every_n_steps, num_sanity_val_steps=0,
+        check_val_every_n_epoch=cfg.trainer.val_every_n_epochs,
         deterministic=False, enable_model_summary=False, default_root_dir=out,
         use_distributed_sampler=False)  # the datamodule shares the data out itself
     return dm, module, trainer, monitor
@@ -99,7 +100,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
                "skill": module.results, "throughput": monitor.history,
                "throughput_summary": monitor.summary(),
                "throughput_sustained": monitor.sustained(),
-               "compile": _compile_record(module.step_loss, _compile_mode(cfg))}
+               "compile": compile_record(module.step_loss, compile_mode(cfg))}
     if trainer.is_global_zero:
         out = Path(cfg.trainer.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -113,7 +114,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
     return summary
 
 
-def _compile_record(step_loss, requested: str | None) -> dict:
+def compile_record(step_loss, requested: str | None) -> dict:
     """What ``torch.compile`` did, for the summary: the mode asked and used, the seconds the
     first compilation took, the fallback's reason, and all that in words."""
     if requested is None:
