@@ -94,3 +94,17 @@ def test_training_step_does_not_synchronise(cache, tmp_path):
     trainer.fit(module, datamodule=dm)
     allowed = 1 + counter.seconds / 0.5
     assert len(counter.messages) <= allowed, counter.messages[:3]
+
+
+def test_batch_size_auto_fits_the_card(cache, tmp_path):
+    """On an H100/H200 the step of the default model fits far more than the 478 training
+    windows of this cache: auto takes the largest power of two under them, and trains."""
+    from era5cache.config.trainer import TrainConfig
+    from era5cache.train.run import build
+
+    cfg = TrainConfig.model_validate({"data": str(cache), "trainer": {
+        "batch_size": "auto", "out": str(tmp_path), "max_epochs": 1, "compile": False}})
+    dm, module, trainer, _ = build(cfg)
+    assert dm.cfg.trainer.batch_size == 256 and dm.cfg.optim.lr_scaling == "sqrt"
+    trainer.fit(module, datamodule=dm)
+    assert trainer.global_step == 478 // 256

@@ -69,3 +69,4 @@ def test_sustained_figures_of_one_epoch_skip_its_first_fifth():
     assert s["warmup"] == "the first 2 step(s)" and s["steps"] == 7
     assert s["step_ms_median"] == pytest.approx(100.0)
     assert sustained_figures([])["steps"] == 0
+

@@ -160,6 +160,30 @@ def _paths(ds, device, big: int, n_warm: int, n_steps: int, modes: list[str]) ->
     return results
 
 
+def _profile(ds, device, big: int, path: str) -> None:
+    """Writes to ``path`` the operators of 5 eager steps of path 4 (one fixed batch), by
+    device time: where the step's time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    torch.manual_seed(0)
+    model = RATransformer(ModelConfig(channels=len(ds.channels))).to(device)
+    res = ds.to_device(device, dtype=torch.bfloat16 if cuda else torch.float32,
+                       batch_size=big, shuffle=False, drop_last=True)
+    step = _plain_step(model, device, torch.bfloat16 if cuda else None, None)
+    batch = next(iter(res))
+    for _ in range(3):
+        step(batch)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(5):
+            step(batch)
+        if cuda:
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    Path(path).write_text(prof.key_averages().table(sort_by=key, row_limit=40) + "\n")
+
+
 def _rows(results: dict, flops: float, peak: float | None) -> list[tuple]:
     orig = results[next(iter(results))]["samples_per_s"]
     best = max(r["samples_per_s"] for k, r in results.items() if "ceiling" in k)
@@ -207,6 +231,8 @@ def main(args) -> int:
           f"loop's {loop['bare_ms_per_step']:.1f} ms: {loop['overhead_ms_per_step']:.1f} ms "
           "(target <= 1)")
     write_json(args.json, _record(results, dev, n_steps, flops, peak, loop))
+    if args.profile:
+        _profile(ds, device, big, args.profile)
     return 0 if all(np.isfinite(r.get("samples_per_s", np.nan)) for r in results.values()) \
         else 1
 

@@ -140,7 +140,8 @@ def overhead(data: str, steps: int = 200, warm: int = 20, batch_size: int = 8,
         cfg = TrainConfig.model_validate({
             "data": data, "model": TINY,
             "trainer": {"batch_size": batch_size, "out": str(Path(tmp)), "num_workers": 0,
-                        "data_mode": "resident", "devices": 1, "max_epochs": 10_000}})
+                        "data_mode": "resident", "devices": 1, "max_epochs": 10_000,
+                        "compile": False}})  # both loops eager
         dm, module, trainer, _ = build(cfg)
         amp = torch.bfloat16 if str(trainer.precision).startswith("bf16") else None
 

@@ -40,6 +40,8 @@ def add(sub) -> None:
     b.add_argument("--train-steps", type=int, default=None,
                    help="train: sustained steps of the era5cache train loop (default 300 on "
                         "CUDA, 3 x --steps on a CPU)")
+    b.add_argument("--profile", default=None,
+                   help="train: write the operators of 5 eager ceiling steps to this file")
     b.add_argument("--compile-modes", default=None,
                    help="train: torch.compile modes of the compiled ceiling, comma-separated "
                         "(default on CUDA: default,reduce-overhead; on a CPU: none)")

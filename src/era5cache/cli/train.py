@@ -13,7 +13,8 @@ def add(sub) -> None:
     t.add_argument("config", nargs="?", help="trainer YAML (default: built-in defaults)")
     t.add_argument("--data", help="cache folder")
     t.add_argument("--max-epochs", type=int)
-    t.add_argument("--batch-size", type=int)
+    t.add_argument("--batch-size", help="samples a step, or auto (the largest that fits the "
+                   "GPU, with the square-root learning-rate rule)")
     t.add_argument("--lr", type=float)
     t.add_argument("--lr-scaling", choices=("none", "sqrt"))
     t.add_argument("--accumulate", type=int, help="gradient accumulation steps")
@@ -42,10 +43,13 @@ def run(args) -> int:
     devices = args.devices
     if devices is not None and devices.isdigit():
         devices = int(devices)
+    batch = args.batch_size
+    if batch is not None and batch.isdigit():
+        batch = int(batch)
     workers = args.num_workers
     if workers is not None and workers.isdigit():
         workers = int(workers)
-    cfg = override(cfg, "trainer", max_epochs=args.max_epochs, batch_size=args.batch_size,
+    cfg = override(cfg, "trainer", max_epochs=args.max_epochs, batch_size=batch,
                    accumulate=args.accumulate, precision=args.precision, compile=args.compile,
                    compile_mode=args.compile_mode,
                    devices=devices, strategy=args.strategy, data_mode=args.data_mode,

@@ -54,12 +54,13 @@ class TrainerConfig(BaseModel):
     training step (model and loss), ``auto`` = on CUDA only; ``compile_mode`` its mode
     (``reduce-overhead`` captures the step in CUDA graphs). ``val_every_n_epochs``: validate
     (and save the checkpoints) every that many epochs: a 45-year cache at batch 4096 is
-    ten steps an epoch."""
+    ten steps an epoch. ``batch_size: auto``: the largest power of two whose step fits the
+    GPU, with ``lr_scaling: sqrt`` (:mod:`era5cache.train.batchsize`)."""
 
     model_config = _FROZEN
 
     max_epochs: PositiveInt = 500
-    batch_size: PositiveInt = 50
+    batch_size: PositiveInt | Literal["auto"] = 50
     accumulate: PositiveInt = 1
     precision: str = "auto"
     compile: bool | Literal["auto"] = "auto"

@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from ..config.trainer import TrainConfig
+from .batchsize import resolve_batch_size
 from .checkpoint import check_resume
 from .datamodule import ERA5DataModule, device_kind
 from .ema import EMA
@@ -47,6 +48,9 @@ def build(cfg: TrainConfig, resume: str | None = None):
     continue from, checked against the module before the trainer exists
     (:func:`.checkpoint.check_resume`)."""
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    cfg, why = resolve_batch_size(cfg, device_kind(cfg) == "cuda")
+    if why and rank_zero_only.rank == 0:
+        print(why, flush=True)
     dm = ERA5DataModule(cfg)
     ds = dm.train_ds
     raw_stats = {k: v.tolist() for k, v in ds.stats.items()}
@@ -94,7 +98,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         trainer.validate(module, datamodule=dm, verbose=False)
     if len(dm.splits["test"]):
         trainer.test(module, datamodule=dm, verbose=False)
-    summary = {"config": cfg.to_json(), "data_mode": dm.mode,
+    summary = {"config": dm.cfg.to_json(), "data_mode": dm.mode,
                "data_mode_reason": dm.mode_reason, "precision": _precision(cfg),
                "global_step": trainer.global_step, "epochs": trainer.current_epoch,
                "skill": module.results, "throughput": monitor.history,
