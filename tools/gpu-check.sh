@@ -31,7 +31,7 @@ timeout 120 $PY -m era5cache.cli bench synthetic-cache --out /tmp/gpucache \
 #    train loop sustained over 300 steps, the loop's overhead; a profile of the eager step.
 timeout "${BENCH_TIMEOUT:-330}" $PY -m era5cache.cli bench train --data /tmp/gpucache \
   --json "$OUT/train.json" --profile "$OUT/profile.txt" ${BENCH_ARGS:-} 2>&1 \
-  | grep -v -i "warn\|Epoch \|Validation" | tee -a "$OUT/bench.txt"
+  | grep --line-buffered -v -i "warn\|Epoch \|Validation" | tee -a "$OUT/bench.txt"
 # 3. GPU tests: resident data, the trainer on CUDA (compiled), no host sync in the step.
 if $PY -c "import pytest" 2>/dev/null; then
   timeout "${TEST_TIMEOUT:-150}" $PY -m pytest -q -p no:cacheprovider \

@@ -62,18 +62,18 @@ class _SyncCounter(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.first:
-            self._catch = warnings.catch_warnings(record=True)
-            self._caught = self._catch.__enter__()
+            self.catcher = warnings.catch_warnings(record=True)
+            self.caught = self.catcher.__enter__()
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
-            self._t0 = time.perf_counter()
+            self.t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.last:
             torch.cuda.set_sync_debug_mode("default")
-            self.seconds = time.perf_counter() - self._t0
-            self._catch.__exit__(None, None, None)
-            self.messages = [str(w.message) for w in self._caught
+            self.seconds = time.perf_counter() - self.t0
+            self.catcher.__exit__(None, None, None)
+            self.messages = [str(w.message) for w in self.caught
                              if "synchroniz" in str(w.message)]
             trainer.should_stop = True
 
