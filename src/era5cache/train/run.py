@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from ..config.trainer import TrainConfig
 from .batchsize import resolve_batch_size
 from .checkpoint import check_resume
+from .checkpointio import BackgroundCheckpointIO
 from .datamodule import ERA5DataModule, device_kind
 from .ema import EMA
 from .module import ForecastModule
@@ -69,8 +70,12 @@ def build(cfg: TrainConfig, resume: str | None = None):
     out = Path(cfg.trainer.out)
     has_val = len(dm.splits["val"]) > 0
     monitor = FeedMonitor()
+    local = "://" not in str(out)
+    # A checkpoint of the default model is 840 MB: last.ckpt is a link to the best one when
+    # both are of the same epoch, and files are written in the background (checkpointio.py)
     callbacks = [TimedProgressBar(), ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best-{epoch:03d}", save_last=True,
+        dirpath=out / "checkpoints", filename="best-{epoch:03d}",
+        save_last="link" if local else True, enable_version_counter=False,
         monitor="val_loss" if has_val else "train_loss_epoch", mode="min", save_top_k=1)]
     if cfg.optim.ema_decay > 0:
         callbacks.append(EMA(cfg.optim.ema_decay))
@@ -86,7 +91,8 @@ def build(cfg: TrainConfig, resume: str | None = None):
         log_every_n_steps=cfg.trainer.log_every_n_steps, num_sanity_val_steps=0,
         check_val_every_n_epoch=cfg.trainer.val_every_n_epochs,
         deterministic=False, enable_model_summary=False, default_root_dir=out,
-        use_distributed_sampler=False)  # the datamodule shares the data out itself
+        use_distributed_sampler=False,  # the datamodule shares the data out itself
+        plugins=[BackgroundCheckpointIO()] if local else None)
     return dm, module, trainer, monitor
 
 
