@@ -239,7 +239,7 @@ def main(args) -> int:
 
 def _record(results: dict, dev: str, n_steps: int, flops: float, peak, loop: dict) -> dict:
     names = list(results)
-    sps = {k: r.get("samples_per_s") for k, r in results.items()}
+    sps = {k: r.get("samples_per_s", float("nan")) for k, r in results.items()}
     command, eager = names[-1], names[3]
     compiled = [k for k in names if k.startswith("5 ") and not results[k].get("fallback")]
     out = {"benchmark": "train", "machine": machine(), "device": dev, "results": results,
@@ -250,7 +250,7 @@ def _record(results: dict, dev: str, n_steps: int, flops: float, peak, loop: dic
            "overhead_ms_per_step": loop["overhead_ms_per_step"], "train_loop": loop}
     if dev != "CPU":
         best = max((sps[k] for k in compiled), default=sps[eager])
-        out |= {"train_samples_per_s": sps[command], "train_mfu": results[command]["mfu"],
+        out |= {"train_samples_per_s": sps[command], "train_mfu": results[command].get("mfu"),
                 "train_vs_compiled_ceiling": sps[command] / best,
                 "train_vs_eager_ceiling": sps[command] / sps[eager]}
     return out
