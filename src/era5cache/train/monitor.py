@@ -9,8 +9,8 @@ a gap is time the GPU had nothing of the step to do. On a CPU they are host cloc
 
 The sustained figures (:meth:`FeedMonitor.sustained`) leave out the first epoch (start-up,
 ``torch.compile``, warm-up) when there are later ones, else the first fifth of the steps,
-and every epoch boundary (validation and checkpoints, timed separately as
-``validation_s``). Model FLOP utilisation (MFU) = samples/s per device x FLOPs per sample
+and every epoch boundary (timed apart: ``validation_s``, and ``epoch_ends_s`` for the rest,
+checkpoints mostly). Model FLOP utilisation (MFU) = samples/s per device x FLOPs per sample
 (:func:`.flops.flops_per_sample`) / the card's dense bf16 peak (:func:`.flops.peak_flops`).
 """
 
