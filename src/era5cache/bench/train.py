@@ -119,11 +119,21 @@ def _command(root: Path, batch: int, steps: int) -> dict:
     return out
 
 
+class _Results(dict):
+    """Path name -> figures, each printed in a line as it arrives (a run cut short by a
+    timeout keeps what it measured)."""
+
+    def __setitem__(self, name, figures):
+        super().__setitem__(name, figures)
+        print(f"{name}: {figures.get('samples_per_s', float('nan')):,.0f} samples/s, step "
+              f"{figures.get('step_ms_median', float('nan')):.1f} ms median", flush=True)
+
+
 def _paths(ds, device, big: int, n_warm: int, n_steps: int, modes: list[str]) -> dict:
     """Paths 1-5: name -> figures."""
     cuda = device.type == "cuda"
     cfg = ModelConfig(channels=len(ds.channels))
-    results = {}
+    results = _Results()
 
     def fresh():
         torch.manual_seed(0)
@@ -157,7 +167,7 @@ def _paths(ds, device, big: int, n_warm: int, n_steps: int, modes: list[str]) ->
                    n_steps)
         results[f"5 compiled ceiling ({mode})"] = r | {"compile_s": loss.compile_s,
                                                        "fallback": loss.fallback}
-    return results
+    return dict(results)
 
 
 def _profile(ds, device, big: int, path: str) -> None:
@@ -212,6 +222,7 @@ def main(args) -> int:
              else (["default", "reduce-overhead"] if cuda else []))
     results = _paths(ds, device, big, n_warm, n_steps, modes)
     train_steps = args.train_steps or (300 if cuda else 3 * args.steps)
+    results = _Results(results)
     results[f"6 era5cache train: batch {big}, sustained"] = _command(root, big, train_steps)
     model = RATransformer(ModelConfig(channels=len(ds.channels)))
     flops = flops_per_sample(model, args.seq_len, ds.frame_shape)
