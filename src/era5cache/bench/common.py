@@ -12,6 +12,13 @@ from pathlib import Path
 import psutil
 
 
+def cycle(batches):
+    """The batches of an iterable (a DataLoader, resident batches) again and again, each
+    pass a new iteration (a new shuffle)."""
+    while True:
+        yield from batches
+
+
 def machine() -> dict:
     return {
         "cpu": platform.processor() or platform.machine(),

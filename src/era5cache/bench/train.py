@@ -41,13 +41,8 @@ from ..train.flops import flops_per_sample, peak_flops
 from ..train.model import RATransformer
 from ..train.module import fused_adamw
 from ..train.monitor import clock_for, gpu_utilisation, step_figures
-from .common import machine, table, write_json
+from .common import cycle, machine, table, write_json
 from .loader import _PerSample
-
-
-def _cycle(batches):
-    while True:
-        yield from batches
 
 
 def _plain_step(model, device, amp, scaler, loss_fn=None):
@@ -74,7 +69,7 @@ def _plain_step(model, device, amp, scaler, loss_fn=None):
 def _timed(step, batches, device, n_warm: int, n_steps: int) -> dict:
     """:func:`step_figures` of ``n_steps`` steps after ``n_warm``; the fetch of the next
     batch counts as the gap before a step. Adds peak GPU memory (GB)."""
-    it = _cycle(batches)
+    it = cycle(batches)
     for _ in range(n_warm):
         step(next(it))
     clock, marks, util, t_util = clock_for(device), [], [], time.perf_counter()
@@ -103,7 +98,7 @@ def _command(root: Path, batch: int, steps: int) -> dict:
     """The ``era5cache train`` loop on ``root``: sustained figures over ``steps`` steps
     after the first epoch, validation about every 100 steps."""
     from ..config.trainer import TrainConfig
-    from ..train.run import build, compile_mode, compile_record
+    from ..train.run import build
 
     n = len(CachedERA5Dataset(root, split="train", seq_len=2))
     per_epoch = max(1, n // batch)
@@ -115,7 +110,7 @@ def _command(root: Path, batch: int, steps: int) -> dict:
         dm, module, trainer, monitor = build(cfg)
         trainer.fit(module, datamodule=dm)
         out = monitor.sustained()
-        out["compile"] = compile_record(module.step_loss, compile_mode(cfg))
+        out["compile"] = module.step_loss.record()
     return out
 
 

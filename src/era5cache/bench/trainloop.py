@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from .common import cycle
+
 TINY = {"d_model": 64, "num_heads": 4, "num_layers": 1, "dim_feedforward": 128,
         "recursion_depth": 2, "sh_degree": 2}
 
@@ -48,20 +50,12 @@ class BareLoop:
         self.average = [p.detach().clone() for p in self.params]
         self.loss_weight, self.clip, self.decay, self.amp = loss_weight, clip, decay, amp
         self.device = device
-        self.batches = batches
-        self._it = iter(batches)
-
-    def _next(self):
-        try:
-            return next(self._it)
-        except StopIteration:
-            self._it = iter(self.batches)
-            return next(self._it)
+        self.batches = cycle(batches)
 
     def step(self) -> None:
         from ..train.model import masked_mse
 
-        x, y, mask = self._next()[:3]
+        x, y, mask = next(self.batches)[:3]
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             loss = masked_mse(self.model(x), y, mask, self.loss_weight)
         self.opt.zero_grad(set_to_none=True)

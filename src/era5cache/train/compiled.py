@@ -31,13 +31,25 @@ class StepLoss:
     """``step_loss``, compiled with ``mode`` (None: eager)."""
 
     def __init__(self, mode: str | None):
-        self.mode = mode
+        self.requested = self.mode = mode
         self.fn = step_loss if mode is None else torch.compile(step_loss, mode=mode)
         self.compile_s: float | None = None
         self.fallback: str | None = None
 
     def __call__(self, model, x, y, mask, weight) -> torch.Tensor:
         return self.fn(model, x, y, mask, weight)
+
+    def record(self) -> dict:
+        """What ``torch.compile`` did, for the summary: the mode asked and used, the seconds
+        the first compilation took, the fallback's reason, and all that in words."""
+        if self.requested is None:
+            words = "eager (torch.compile off)"
+        elif self.fallback:
+            words = f"eager: torch.compile failed ({self.fallback})"
+        else:
+            words = f"torch.compile mode {self.requested} ({self.compile_s:.1f} s to compile)"
+        return {"requested": self.requested, "mode": self.mode, "compile_s": self.compile_s,
+                "fallback": self.fallback, "words": words}
 
     def check(self, model: torch.nn.Module, batch: tuple, weight: torch.Tensor | None,
               context=contextlib.nullcontext) -> None:

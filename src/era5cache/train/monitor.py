@@ -145,7 +145,7 @@ class FeedMonitor(Callback):
         self._marks.append(self._clock.mark())
         now = time.perf_counter()
         self._last_end = (now, self._validation_s)
-        if self._clock.__class__ is CudaClock and now - self._util_t >= self.util_every_s:
+        if isinstance(self._clock, CudaClock) and now - self._util_t >= self.util_every_s:
             self._util_t = now
             u = gpu_utilisation()
             if u is not None:

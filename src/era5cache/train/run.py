@@ -110,7 +110,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
                "skill": module.results, "throughput": monitor.history,
                "throughput_summary": monitor.summary(),
                "throughput_sustained": monitor.sustained(),
-               "compile": compile_record(module.step_loss, compile_mode(cfg))}
+               "compile": module.step_loss.record()}
     if trainer.is_global_zero:
         out = Path(cfg.trainer.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -122,19 +122,6 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         except ImportError:
             pass
     return summary
-
-
-def compile_record(step_loss, requested: str | None) -> dict:
-    """What ``torch.compile`` did, for the summary: the mode asked and used, the seconds the
-    first compilation took, the fallback's reason, and all that in words."""
-    if requested is None:
-        words = "eager (torch.compile off)"
-    elif step_loss.fallback:
-        words = f"eager: torch.compile failed ({step_loss.fallback})"
-    else:
-        words = f"torch.compile mode {requested} ({step_loss.compile_s:.1f} s to compile)"
-    return {"requested": requested, "mode": step_loss.mode,
-            "compile_s": step_loss.compile_s, "fallback": step_loss.fallback, "words": words}
 
 
 def format_skill(results: dict) -> str:
