@@ -9,7 +9,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+
+def _share_the_cores_among_workers() -> None:
+    """Under pytest-xdist, size each worker's thread pools (OpenMP in torch, OpenBLAS in
+    numpy) to its share of the cores: two workers each running two spinning threads on two
+    cores made a torch test 100x slower. Before numpy and torch load (zarr's pytest plugin,
+    which loads numpy first, is off: pyproject's addopts); a value the user set stays."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers:
+        share = str(max(1, (os.cpu_count() or 1) // workers))
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, share)
+
+
+_share_the_cores_among_workers()
+
+import numpy as np  # after the thread pools are sized
 import pytest
 
 from era5cache.config.sample import SampleSpec
@@ -184,8 +199,8 @@ def build_cache(recipe: Path | None = None, **overrides):
 
 def cli_in_process(*args: str):
     """``era5cache ARGS`` run in this process (for commands that start no Dask workers and
-    write nothing: verify, inspect): its exit status, stdout and stderr, as
-    :func:`run_cli` gives them."""
+    write nothing: verify, inspect, and commands refused before they start any, such as a
+    bad recipe): its exit status, stdout and stderr, as :func:`run_cli` gives them."""
     import contextlib
     import io
     from types import SimpleNamespace

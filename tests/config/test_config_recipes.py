@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, cli_in_process
 
 from era5cache.config.loading import validate
 from era5cache.config.model import ModelConfig
@@ -129,14 +129,14 @@ def test_sample_settings_have_one_definition():
 def test_cli_reports_a_bad_recipe_in_one_line_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("inputs: [nowhere]\nchunk_steps: \"abc\"\n")
-    r = run_cli("preprocess", bad, check=False)
+    r = cli_in_process("preprocess", bad)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         f"era5cache preprocess: {bad}: chunk_steps: Input should be a valid integer, unable "
         "to parse string as an integer (got 'abc')"]
     t = tmp_path / "t.yaml"
     t.write_text("trainer: {data_mode: gpu}\n")
-    r = run_cli("train", t, check=False)
+    r = cli_in_process("train", t)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert f"{t}: trainer.data_mode: Input should be" in r.stderr
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = """
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
@@ -25,6 +27,7 @@ print("loaded", tuple(x.shape))
 """
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and Lightning: ~8 s
 def test_device_path_imports_without_zarr_dask_netcdf4(tmp_path):
     from era5cache.sample.synthetic import write_synthetic_cache
 

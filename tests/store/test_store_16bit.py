@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import JOB_RECIPE, run_cli
+from conftest import JOB_RECIPE, cli_in_process, run_cli
 
 from era5cache import CachedERA5Dataset
 from era5cache.format.encoding import HALF_ULP
@@ -51,7 +51,7 @@ def test_16bit_cache_from_the_job(sample_new, tmp_path, dtype):
 def test_bad_dtype_is_one_line(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("inputs: [x]\ndtype: int8\n")
-    r = run_cli("preprocess", recipe, check=False)
+    r = cli_in_process("preprocess", recipe)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0
     assert f"{recipe}: dtype: Input should be 'float32', 'float16' or 'bfloat16'" in r.stderr

@@ -45,6 +45,7 @@ def _probe():
             "threads": os.environ.get("OPENBLAS_NUM_THREADS")}
 
 
+@pytest.mark.slow  # Dask worker processes
 def test_local_workers_fork_from_the_preloaded_server():
     """Before any task ran, each worker already holds the job's modules (imported once in the
     fork server, whose children they are, not the job's), frozen out of the garbage
@@ -61,6 +62,7 @@ def test_local_workers_fork_from_the_preloaded_server():
         assert i["threads"] == "1"
 
 
+@pytest.mark.slow  # Dask worker processes
 @pytest.mark.parametrize("limit", ["1GiB", "600MiB"])
 def test_each_cluster_gets_its_own_malloc_settings(limit):
     """The fork server outlives a job; each cluster's workers state the malloc thresholds
@@ -126,6 +128,7 @@ def test_low_memory_limit_completes_instead_of_pausing(tmp_path):
     assert v.returncode == 0, v.stdout + v.stderr
 
 
+@pytest.mark.slow  # Dask worker processes
 def test_no_http_server_on_8787_and_no_warning_when_it_is_taken():
     """A notebook's cluster holds 8787: the job's scheduler serves its HTTP endpoints on a
     free local port instead, without distributed's four-line warning; ``dask.dashboard``

@@ -11,7 +11,7 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from conftest import build_cache, cli_in_process, run_cli
+from conftest import build_cache, cli_in_process
 
 from era5cache.config.sample import SampleSpec
 from era5cache.format.checksum import file_sha256
@@ -62,7 +62,7 @@ def test_channels_in_the_stores_order_fail_verify(cache, tmp_path):
     """/data and the statistics in the Zarr store's (sorted) order, /channel in the
     recipe's: the broken append exactly."""
     bad = _tampered(cache, tmp_path, _swap([1, 0, 2]))  # t2m,sst,z500 -> sst,t2m,z500
-    r = run_cli("verify", bad, check=False)  # the command a user runs, its exit status
+    r = cli_in_process("verify", bad)  # the command a user runs, its exit status
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2, r.stderr
     assert "channel 't2m'" in lines[0] and "era5_2deg.h5" in lines[0]

@@ -126,7 +126,8 @@ def _holds_open(path: str) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
-@pytest.mark.parametrize("reader", ["h5chunks", pytest.param("netCDF4", marks=pytest.mark.slow)])
+@pytest.mark.slow  # a Dask worker process
+@pytest.mark.parametrize("reader", ["h5chunks", "netCDF4"])
 def test_a_worker_keeps_the_file_open_between_read_tasks(layouts, reader, monkeypatch):
     """A worker keeps the file open in its file cache (its :class:`FileCachePlugin`) from
     one read task to the next, so that the deep chunk is inflated once: read by

@@ -255,6 +255,7 @@ def _tasks_held(dask_scheduler) -> int:
     return len(dask_scheduler.tasks)
 
 
+@pytest.mark.slow  # Dask worker processes
 def test_chunk_results_are_released_as_they_are_consumed():
     """The job hands each chunk task's result over and releases it at once: the scheduler
     then forgets the task and its worker drops the block (held to the end, every block

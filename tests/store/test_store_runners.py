@@ -43,7 +43,8 @@ def _inputs(folder: Path, layout: str) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("layout", ["new", pytest.param("legacy", marks=pytest.mark.slow)])
+@pytest.mark.slow  # worker processes (the quick loop runs the job in-process)
+@pytest.mark.parametrize("layout", ["new", "legacy"])
 def test_in_process_and_dask_runners_publish_the_same_bytes(layout, scheduler, tmp_path):
     inputs = _inputs(tmp_path / "in", layout)
     cfg = with_overrides(

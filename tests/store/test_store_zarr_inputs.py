@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import assert_matches_cdo, build_cache, run_cli
+from conftest import assert_matches_cdo, build_cache, cli_in_process, run_cli
 
 from era5cache.errors import InputError
 from era5cache.format.manifest import read_manifest
@@ -167,8 +167,8 @@ def test_dask_workers_read_the_store_over_http(arco_store, http_root, tmp_path):
 
 
 def test_store_errors_are_one_line_through_the_command(arco_store, tmp_path):
-    r = run_cli("preprocess", "--input", arco_store, "--output", tmp_path / "c",
-                "--variables", "t2m", "--in-process", "--no-progress", check=False)
+    r = cli_in_process("preprocess", "--input", arco_store, "--output", tmp_path / "c",
+                       "--variables", "t2m", "--in-process", "--no-progress")
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "give --start and --end" in lines[0] and str(arco_store) in \
