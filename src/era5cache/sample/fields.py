@@ -87,8 +87,8 @@ class Fields:
         """Sum of travelling waves, amplitude ~1, shape (nt, nlat, nlon). Each wave is a
         latitude envelope times a zonal cosine, ``cos(k lon - w t + p)`` =
         ``cos(k lon) cos(w t - p) + sin(k lon) sin(w t - p)``, so the sum over waves is one
-        batched matrix product, (nt, nlat, 2 x waves) by (nt, 2 x waves, nlon), instead of a
-        cosine of every point of every wave."""
+        matrix product, (nt x nlat, 2 x waves) by (2 x waves, nlon), instead of a cosine of
+        every point of every wave."""
         t = hours[:, None] / 24.0  # (nt, 1)
         lat_deg = np.rad2deg(self.phi[:, 0])[None]  # (1, nlat)
         rows, cols = [], []
@@ -97,10 +97,10 @@ class Fields:
             mod = 1.0 + 0.4 * np.sin(2 * np.pi * t / (5 * period) + phase)  # (nt, 1)
             arg = 2 * np.pi * t / period - phase  # (nt, 1)
             rows += [env * mod * np.cos(arg), env * mod * np.sin(arg)]  # (nt, nlat) each
-            cols += [np.broadcast_to(np.cos(k * self.lam), (t.size, self.lam.size)),
-                     np.broadcast_to(np.sin(k * self.lam), (t.size, self.lam.size))]
-        out = np.matmul(np.stack(rows, axis=-1), np.stack(cols, axis=1))
-        return out / np.sqrt(len(self.waves))
+            cols += [np.cos(k * self.lam[0]), np.sin(k * self.lam[0])]  # (nlon,) each
+        nt, nlat = t.size, self.phi.shape[0]
+        out = np.stack(rows, axis=-1).reshape(nt * nlat, len(rows)) @ np.stack(cols)
+        return out.reshape(nt, nlat, -1) / np.sqrt(len(self.waves))
 
     def evaluate(self, name: str, level: int | None, times: np.ndarray) -> np.ndarray:
         """Field ``name`` at ``level`` (hPa) for datetime64 ``times``: float32 (nt, nlat, nlon)."""

@@ -24,6 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config.sample import PRESSURE_LEVEL, SINGLE_LEVEL, SampleSpec
+
+try:  # ISA-L's deflate, 10x zlib's at level 1, where PyPI has its wheels (pyproject.toml)
+    from isal.isal_zlib import compress as DEFLATE
+except ImportError:  # pragma: no cover
+    from zlib import compress as DEFLATE
 from .fields import ATTRS, Fields
 
 
@@ -124,8 +129,34 @@ def _write_new(path, times, lat, lon, levels, data, prelim, compress=True) -> No
             v.setncatts({k: val for k, val in ATTRS[name].items()} |
                         {"GRIB_missingValue": 3.4028234663852886e38,
                          "coordinates": "number valid_time latitude longitude expver"})
-            for a, b in _blocks(times.size, lat.size * lon.size):
-                v[a:b] = arr(a, b)
+            if not compress:
+                for a, b in _blocks(times.size, lat.size * lon.size):
+                    v[a:b] = arr(a, b)
+    if compress:
+        _write_deflated(path, data, times.size, lat.size * lon.size)
+
+
+def _write_deflated(path, data, n_times: int, points: int) -> None:
+    """Each step's field (a chunk of the file's variables) shuffled and deflated here and
+    written as stored bytes (h5py ``write_direct_chunk``): the same filters and file as
+    netCDF4 writes, 10x faster with ISA-L's deflate (zlib's elsewhere)."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        for name, arr in data.items():
+            var = f[name].id
+            for a, b in _blocks(n_times, points):
+                block = np.ascontiguousarray(arr(a, b), dtype="<f4")
+                for index in np.ndindex(block.shape[:-2]):  # (step, [level])
+                    offset = (a + index[0], *index[1:], 0, 0)
+                    var.write_direct_chunk(offset, _shuffled_deflate(block[index]))
+
+
+def _shuffled_deflate(field: np.ndarray) -> bytes:
+    """HDF5's shuffle (the first bytes of every value, then the second ...) then zlib
+    level 1: the stored bytes of a chunk with the CDS's filters."""
+    planes = field.view(np.uint8).reshape(-1, field.itemsize).T.tobytes()
+    return DEFLATE(planes, 1)
 
 
 def _write_legacy(path, times, lat, lon, levels, data, prelim) -> None:
