@@ -262,3 +262,14 @@ def train_yaml(tmp, cache, epochs=2, ema=0.9, trainer: str = ""):
         f"trainer: {{max_epochs: {epochs}, batch_size: 8, out: {tmp / 'run'}, "
         f"log_every_n_steps: 1, num_workers: 0{trainer}}}\n")
     return p
+
+
+def pytest_collection_finish(session):
+    """The modules, classes and test items that collection loaded are moved out of the
+    garbage collector's sight (:func:`gc.freeze`, as the job's workers do: see
+    :mod:`era5cache.process`), so that each full collection a test triggers (the job
+    closes its files with one) walks what the tests made, not torch's and xarray's
+    millions of objects: 0.1 s a collection otherwise."""
+    import gc
+
+    gc.freeze()

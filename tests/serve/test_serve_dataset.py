@@ -222,19 +222,20 @@ def _freeze_count(batch):
 def test_fork_workers_freeze_inherited_objects(cache):
     """With ``worker_init_fn=CachedERA5Dataset.worker_init_fn`` a DataLoader worker moves the
     objects it inherited to the permanent generation before its first batch (so collections
-    do not copy the parent's heap); without it, and in the main process, nothing is frozen."""
+    do not copy the parent's heap); without it, and in the main process, nothing more is
+    frozen than the test run froze after collection (``conftest.py``)."""
     import gc
 
     ds = CachedERA5Dataset(cache, split="train")
     main = DataLoader(ds, batch_size=4, collate_fn=_freeze_count)
     before = gc.get_freeze_count()
-    assert next(iter(main)) == before == 0
+    assert next(iter(main)) <= before  # (frozen objects may die; none are added)
     kw = dict(batch_size=4, num_workers=1, multiprocessing_context="fork",
               collate_fn=_freeze_count)
-    assert next(iter(DataLoader(ds, **kw))) == 0
+    assert next(iter(DataLoader(ds, **kw))) <= before
     hooked = DataLoader(ds, worker_init_fn=CachedERA5Dataset.worker_init_fn, **kw)
-    assert next(iter(hooked)) > 1000  # the inherited objects
-    assert gc.get_freeze_count() == 0
+    assert next(iter(hooked)) > before + 1000  # the inherited objects
+    assert gc.get_freeze_count() <= before
 
 
 def test_pickles_without_map(cache):
