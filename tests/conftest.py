@@ -10,21 +10,32 @@ import sys
 from pathlib import Path
 
 
-def _share_the_cores_among_workers() -> None:
-    """Under pytest-xdist, size each worker's thread pools (OpenMP in torch, OpenBLAS in
-    numpy) to its share of the cores: two workers each running two spinning threads on two
-    cores made a torch test 100x slower. Before numpy and torch load (zarr's pytest plugin,
-    which loads numpy first, is off: pyproject's addopts); a value the user set stays."""
+def _prepare_the_process() -> bool:
+    """Settings read when numpy and torch load, so set first; a value the user set stays.
+    Returns whether numpy was loaded before this conftest (then they came too late: zarr's
+    pytest plugin, which loads numpy, is off in pyproject's addopts).
+
+    - Under pytest-xdist, each worker's thread pools (OpenMP in torch, OpenBLAS in numpy)
+      take its share of the cores: two workers each running two spinning threads on two
+      cores made a torch test 100x slower.
+    - numpy does not advise transparent huge pages for its large arrays
+      (``NUMPY_MADVISE_HUGEPAGE=0``): on virtual machines that hand freed memory back to
+      the host (free page reporting, as on this project's 2-core test machines) each
+      fresh large array then took 5-20x longer to touch (512 MiB: 1.9-7.8 s against
+      0.3-0.4 s), which was a third of the quick loop.
+    """
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers:
         share = str(max(1, (os.cpu_count() or 1) // workers))
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(name, share)
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+    return "numpy" in sys.modules
 
 
-_share_the_cores_among_workers()
+NUMPY_LOADED_BEFORE_CONFTEST = _prepare_the_process()
 
-import numpy as np  # after the thread pools are sized
+import numpy as np  # after _prepare_the_process
 import pytest
 
 from era5cache.config.sample import SampleSpec

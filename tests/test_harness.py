@@ -1,12 +1,18 @@
-"""The test run itself: under pytest-xdist each worker's thread pools take its share of the
-cores (``conftest._share_the_cores_among_workers``), which holds only while no plugin loads
-torch or numpy before the conftest."""
+"""The test run itself: the settings numpy and torch read when they load are in place before
+they load (``conftest._prepare_the_process``), which holds only while no pytest plugin loads
+numpy before the conftest."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+from conftest import NUMPY_LOADED_BEFORE_CONFTEST
+
+
+def test_numpy_loads_after_the_process_is_prepared():
+    assert not NUMPY_LOADED_BEFORE_CONFTEST
+    assert os.environ["NUMPY_MADVISE_HUGEPAGE"] in ("0", "1")  # ours, or the user's
 
 
 @pytest.mark.skipif(not os.environ.get("PYTEST_XDIST_WORKER_COUNT"), reason="pytest-xdist only")
