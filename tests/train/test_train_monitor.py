@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from era5cache.train.flops import flops_per_sample, peak_flops
-from era5cache.train.monitor import sustained_figures
+from era5cache.train.throughput import sustained_figures
 
 
 class _Linear(nn.Module):

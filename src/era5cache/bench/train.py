@@ -40,7 +40,7 @@ from ..train.compiled import StepLoss
 from ..train.flops import flops_per_sample, peak_flops
 from ..train.model import RATransformer
 from ..train.module import fused_adamw
-from ..train.monitor import clock_for, gpu_utilisation, step_figures
+from ..train.throughput import clock_for, gpu_utilisation, step_figures
 from .common import cycle, machine, table, write_json
 from .loader import _PerSample
 
