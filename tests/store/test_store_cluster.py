@@ -32,6 +32,7 @@ def test_worker_environ_scales_malloc_trim_with_the_limit():
     assert small["MALLOC_TRIM_THRESHOLD_"] == str(150 * 2**20)
     assert big["MALLOC_TRIM_THRESHOLD_"] == str(256 * 2**20)
     assert small["OMP_NUM_THREADS"] == small["OPENBLAS_NUM_THREADS"] == "1"
+    assert small["NUMPY_MADVISE_HUGEPAGE"] == "0"
 
 
 def _probe():

@@ -36,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Read when numpy loads, later than this in the command's process: no transparent huge
+    # pages for numpy's arrays, as in the Dask workers (store.forkserver.worker_environ).
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     args = parser().parse_args(argv)
     if args.debug:
         os.environ["ERA5CACHE_DEBUG"] = "1"  # Dask workers log their tracebacks too
