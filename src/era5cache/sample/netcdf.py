@@ -194,11 +194,9 @@ def _write_legacy(path, times, lat, lon, levels, data, prelim) -> None:
             np.int32)
         dims = ("time",) + (("expver",) if with_expver else ()) + (
             ("level",) if levels else ()) + ("latitude", "longitude")
+        blocks = _blocks(times.size, lat.size * lon.size)
         for name, arr in data.items():
-            lo, hi = np.inf, -np.inf  # first pass: the range, for this file's packing
-            for a, b in _blocks(times.size, lat.size * lon.size):
-                block = arr(a, b)
-                lo, hi = min(lo, float(np.nanmin(block))), max(hi, float(np.nanmax(block)))
+            lo, hi, kept = _packing_range(arr, blocks)
             scale = (hi - lo) / 65533 if hi > lo else 1.0
             offset = lo + 32766 * scale  # min -> -32766, max -> 32767; -32767 is fill
             v = ds.createVariable(name, "i2", dims, fill_value=np.int16(-32767))
@@ -206,8 +204,8 @@ def _write_legacy(path, times, lat, lon, levels, data, prelim) -> None:
                          "missing_value": np.int16(-32767)} | {
                 k: val for k, val in ATTRS[name].items() if k != "GRIB_paramId"})
             v.set_auto_maskandscale(False)
-            for a, b in _blocks(times.size, lat.size * lon.size):
-                block = arr(a, b)
+            for i, (a, b) in enumerate(blocks):
+                block = kept[i] if i < len(kept) else arr(a, b)
                 packed = np.where(np.isnan(block), -32767,
                                   np.round((block - offset) / scale)).astype(np.int16)
                 if with_expver:
@@ -217,6 +215,21 @@ def _write_legacy(path, times, lat, lon, levels, data, prelim) -> None:
                     full[p, 1] = packed[p]
                     packed = full
                 v[a:b] = packed
+
+
+def _packing_range(arr, blocks, keep_bytes: int = 256 * 2**20):
+    """(min, max, the first blocks' values) of the field ``arr`` over ``blocks``: the range
+    sets the file's packing, so every value is needed before the first is written. The
+    blocks that fit ``keep_bytes`` are kept for the writing pass (all of a 1-degree month),
+    the others evaluated again there."""
+    lo, hi, kept, held = np.inf, -np.inf, [], 0
+    for i, (a, b) in enumerate(blocks):
+        block = arr(a, b)
+        lo, hi = min(lo, float(np.nanmin(block))), max(hi, float(np.nanmax(block)))
+        if len(kept) == i and held + block.nbytes <= keep_bytes:  # a prefix of the blocks
+            kept.append(block)
+            held += block.nbytes
+    return lo, hi, kept
 
 
 def _blocks(n: int, points: int, budget: int = 1_000_000) -> list[tuple[int, int]]:
