@@ -42,8 +42,9 @@ def worker_environ(memory_limit: str | int | None) -> dict[str, str]:
     mapping to page-fault. numpy gives the kernel no transparent-huge-page advice for its
     arrays (``NUMPY_MADVISE_HUGEPAGE=0``): on virtual machines that hand freed memory back
     to the host (free page reporting) a huge page fault is far slower than the 4 KiB ones
-    it replaces (a fresh 512 MiB array: 1.9-7.8 s against 0.3-0.4 s), and ``make
-    preprocess`` took 31 s instead of 25 s on the 2-core test machine; elsewhere the read
+    it replaces (a fresh 512 MiB array: 1.9-7.8 s against 0.3-0.4 s); with the same
+    setting in the command's process (:func:`era5cache.cli.main`) the ``make preprocess``
+    job took 24-25 s instead of 30-31 s on the 2-core test machine. Elsewhere the read
     blocks are too small for huge pages to matter.
 
     Dask's ``distributed.nanny.pre-spawn-environ`` setting does not reach forked workers (it

@@ -12,7 +12,7 @@ The sustained figures (:meth:`FeedMonitor.sustained`) leave out the first epoch 
 and every epoch boundary (timed apart: ``validation_s``, and ``epoch_ends_s`` for the rest,
 checkpoints mostly). Model FLOP utilisation (MFU) = samples/s per device x FLOPs per sample
 (:func:`.flops.flops_per_sample`) / the card's dense bf16 peak (:func:`.flops.peak_flops`).
-The clocks and the figures of timed steps are Lightning's-free, in :mod:`.throughput`.
+The clocks and the figures of timed steps, free of Lightning, are in :mod:`.throughput`.
 """
 
 from __future__ import annotations
