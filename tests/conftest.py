@@ -18,18 +18,18 @@ def _prepare_the_process() -> bool:
     - Under pytest-xdist, each worker's thread pools (OpenMP in torch, OpenBLAS in numpy)
       take its share of the cores: two workers each running two spinning threads on two
       cores made a torch test 100x slower.
-    - numpy does not advise transparent huge pages for its large arrays
-      (``NUMPY_MADVISE_HUGEPAGE=0``): on virtual machines that hand freed memory back to
-      the host (free page reporting, as on this project's 2-core test machines) each
-      fresh large array then took 5-20x longer to touch (512 MiB: 1.9-7.8 s against
-      0.3-0.4 s), which was a third of the quick loop.
+    - numpy does not advise transparent huge pages for its large arrays, as in the
+      command's process (:data:`era5cache.process.NUMPY_ENVIRON`): on this project's 2-core
+      test machines that was a third of the quick loop.
     """
+    from era5cache.process import set_numpy_environ  # loads no numpy
+
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers:
         share = str(max(1, (os.cpu_count() or 1) // workers))
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(name, share)
-    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+    set_numpy_environ()
     return "numpy" in sys.modules
 
 

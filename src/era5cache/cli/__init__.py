@@ -9,7 +9,7 @@ import os
 import sys
 import warnings
 
-from ..process import exit_when_done
+from ..process import exit_when_done, set_numpy_environ
 
 COMMANDS = ("sample", "preprocess", "verify", "inspect", "train", "bench")
 # Commands whose library warnings are held until they succeed (dropped if they fail, so that
@@ -36,9 +36,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Read when numpy loads, later than this in the command's process: no transparent huge
-    # pages for numpy's arrays, as in the Dask workers (store.forkserver.worker_environ).
-    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+    set_numpy_environ()  # before the parser loads numpy
     args = parser().parse_args(argv)
     if args.debug:
         os.environ["ERA5CACHE_DEBUG"] = "1"  # Dask workers log their tracebacks too

@@ -15,7 +15,8 @@ job, the malloc thresholds, is set in each worker when it starts, by the cluster
 :class:`MallocSettings` plugin (``mallopt``), and stated in its environment.
 
 The CLI starts the server first thing, before it reads the recipe or imports anything heavy
-(this module needs only ``os``, :mod:`multiprocessing` and :mod:`era5cache.config.sizes`).
+(this module needs only ``os``, :mod:`multiprocessing`, :mod:`era5cache.config.sizes` and
+:mod:`era5cache.process`).
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ import os
 from types import MappingProxyType
 
 from ..config.sizes import DEFAULT_MEMORY_LIMIT, memory_bytes
+from ..process import NUMPY_ENVIRON
 
 PRELOAD = ("era5cache.store.forkserver_preload",)
 START_METHOD = "forkserver"
 
 # Dask's defaults for distributed.nanny.pre-spawn-environ (a worker is one thread per task),
-# and numpy without transparent-huge-page advice (read when numpy loads: worker_environ).
+# and numpy without transparent-huge-page advice (process.NUMPY_ENVIRON).
 _STATIC = MappingProxyType({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                            "OPENBLAS_NUM_THREADS": "1", "NUMPY_MADVISE_HUGEPAGE": "0"})
+                            "OPENBLAS_NUM_THREADS": "1"} | dict(NUMPY_ENVIRON))
 
 
 def worker_environ(memory_limit: str | int | None) -> dict[str, str]:
@@ -40,12 +42,7 @@ def worker_environ(memory_limit: str | int | None) -> dict[str, str]:
     instead of returning them to the OS at once. Dask's default (``MALLOC_TRIM_THRESHOLD_``
     64 KiB) also fixes the mmap threshold at 128 KiB, so every read block would be a fresh
     mapping to page-fault. numpy gives the kernel no transparent-huge-page advice for its
-    arrays (``NUMPY_MADVISE_HUGEPAGE=0``): on virtual machines that hand freed memory back
-    to the host (free page reporting) a huge page fault is far slower than the 4 KiB ones
-    it replaces (a fresh 512 MiB array: 1.9-7.8 s against 0.3-0.4 s); with the same
-    setting in the command's process (:func:`era5cache.cli.main`) the ``make preprocess``
-    job took 24-25 s instead of 30-31 s on the 2-core test machine. Elsewhere the read
-    blocks are too small for huge pages to matter.
+    arrays (:data:`era5cache.process.NUMPY_ENVIRON`, as in the command's process).
 
     Dask's ``distributed.nanny.pre-spawn-environ`` setting does not reach forked workers (it
     is applied to the parent when a worker starts); ``distributed.nanny.environ`` does.

@@ -18,8 +18,6 @@ import torch
 
 from .model import masked_mse
 
-MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
 
 def step_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
               mask: torch.Tensor | None, weight: torch.Tensor | None) -> torch.Tensor:
