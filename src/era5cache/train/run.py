@@ -26,6 +26,7 @@ from .datamodule import ERA5DataModule, device_kind
 from .ema import EMA
 from .module import ForecastModule
 from .monitor import FeedMonitor
+from .noprofiler import NoProfiler
 from .progress import TimedProgressBar
 
 
@@ -91,6 +92,7 @@ def build(cfg: TrainConfig, resume: str | None = None):
         log_every_n_steps=cfg.trainer.log_every_n_steps, num_sanity_val_steps=0,
         check_val_every_n_epoch=cfg.trainer.val_every_n_epochs,
         deterministic=False, enable_model_summary=False, default_root_dir=out,
+        profiler=NoProfiler(),
         use_distributed_sampler=False,  # the datamodule shares the data out itself
         plugins=[BackgroundCheckpointIO()] if local else None)
     return dm, module, trainer, monitor

@@ -15,33 +15,38 @@ import torch
 class RunningLoss:
     """Sample-weighted means of a loss over a window of steps and over the epoch.
 
-    The four sums (window loss x samples, window samples, epoch loss x samples, epoch
-    samples) are one float32 tensor on the loss's device, created at the first ``add``;
+    The two loss sums (loss x samples over the window and over the epoch) are one float32
+    tensor on the loss's device, created at the first ``add``; the sample counts are host
+    integers (a batch's size is known on the host). A step is one in-place kernel, and
     nothing here reads device memory.
     """
 
     def __init__(self):
         self._sums: torch.Tensor | None = None
+        self._samples = [0, 0]  # window, epoch
 
     def add(self, loss: torch.Tensor, samples: int) -> None:
         """Adds one step's mean ``loss`` (a scalar tensor) over ``samples`` samples."""
         if self._sums is None:
-            self._sums = torch.zeros(4, device=loss.device)
-        self._sums[0::2] += loss.detach().float() * samples
-        self._sums[1::2] += samples
+            self._sums = torch.zeros(2, device=loss.device)
+        self._sums.add_(loss.detach(), alpha=samples)
+        self._samples[0] += samples
+        self._samples[1] += samples
 
-    def _mean(self, part: slice) -> torch.Tensor:
-        s = self._sums[part]
-        mean = s[0] / s[1].clamp_min(1)
-        s.zero_()
+    def _mean(self, i: int) -> torch.Tensor:
+        if self._sums is None:
+            return torch.zeros(())
+        mean = self._sums[i] / max(self._samples[i], 1)
+        self._sums[i].zero_()
+        self._samples[i] = 0
         return mean
 
     def window(self) -> torch.Tensor:
-        """The mean since the last ``window()`` (a scalar tensor; NaN-free 0 if no step)."""
-        return self._mean(slice(0, 2))
+        """The mean since the last ``window()`` (a scalar tensor; 0 if no step)."""
+        return self._mean(0)
 
     def epoch(self) -> torch.Tensor:
-        """The mean since the last ``epoch()``; resets both sums."""
-        mean = self._mean(slice(2, 4))
-        self._sums.zero_()
+        """The mean since the last ``epoch()``; resets the window too."""
+        mean = self._mean(1)
+        self._mean(0)
         return mean
