@@ -18,8 +18,8 @@ In one run, same cache, same RATransformer (default hyperparameters):
 
 Per path: samples/s, MFU (CUDA), median and p95 step time, the share of time between steps,
 GPU utilisation and memory. A plain step here is forward, NaN-masked loss, backward, fused
-AdamW. Then the ``era5cache train`` loop's overhead per step over a bare loop on a tiny
-model (:mod:`.trainloop`): ``overhead_ms_per_step`` in the JSON.
+AdamW (:mod:`.plainstep`). Then the ``era5cache train`` loop's overhead per step over a bare
+loop on a tiny model (:mod:`.trainloop`): ``overhead_ms_per_step`` in the JSON.
 """
 
 from __future__ import annotations
@@ -39,31 +39,10 @@ from ..serve.dataset import CachedERA5Dataset
 from ..train.compiled import StepLoss
 from ..train.flops import flops_per_sample, peak_flops
 from ..train.model import RATransformer
-from ..train.module import fused_adamw
 from ..train.throughput import clock_for, gpu_utilisation, step_figures
 from .common import cycle, machine, table, write_json
 from .loader import _PerSample
-
-
-def _plain_step(model, device, amp, scaler, loss_fn=None):
-    """One training step of ``model`` on a batch (moved to ``device``)."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01,
-                            fused=fused_adamw(device))
-    loss_fn = loss_fn or StepLoss(None)
-
-    def step(batch):
-        x, y, mask = (t.to(device, non_blocking=True) for t in batch[:3])
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            loss = loss_fn(model, x, y, mask, None)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-    return step
+from .plainstep import plain_step
 
 
 def _timed(step, batches, device, n_warm: int, n_steps: int) -> dict:
@@ -136,7 +115,7 @@ def _paths(ds, device, big: int, n_warm: int, n_steps: int, modes: list[str]) ->
 
     dl = DataLoader(_PerSample(ds), batch_size=50, shuffle=True)
     results["1 original: fp32, batch 50, per-sample loader, main process"] = _timed(
-        _plain_step(fresh(), device, None, None), dl, device, n_warm, n_steps)
+        plain_step(fresh(), device, None, None), dl, device, n_warm, n_steps)
     workers = min(8, os.cpu_count() or 1)
     dl = DataLoader(_PerSample(ds), batch_size=150, shuffle=True, num_workers=workers,
                     pin_memory=cuda, persistent_workers=True, prefetch_factor=2)
@@ -144,21 +123,21 @@ def _paths(ds, device, big: int, n_warm: int, n_steps: int, modes: list[str]) ->
     scaler = torch.amp.GradScaler("cuda") if cuda else None
     results[f"2 quick fixes: {'16-mixed' if cuda else 'fp32 (CPU)'}, batch 150, "
             f"{workers} workers, pin_memory"] = _timed(
-        _plain_step(fresh(), device, amp, scaler), dl, device, n_warm, n_steps)
+        plain_step(fresh(), device, amp, scaler), dl, device, n_warm, n_steps)
     del dl
     dtype = torch.bfloat16 if cuda else torch.float32
     res = ds.to_device(device, dtype=dtype, batch_size=big, shuffle=True, drop_last=True)
     amp = torch.bfloat16 if cuda else None
     results[f"3 resident, {'bf16' if cuda else 'fp32'}, batch {big}"] = _timed(
-        _plain_step(fresh(), device, amp, None), res, device, n_warm, n_steps)
+        plain_step(fresh(), device, amp, None), res, device, n_warm, n_steps)
     fixed = [next(iter(res))]
     results[f"4 eager ceiling: one fixed batch of {big}"] = _timed(
-        _plain_step(fresh(), device, amp, None), fixed, device, n_warm, n_steps)
+        plain_step(fresh(), device, amp, None), fixed, device, n_warm, n_steps)
     for mode in modes:
         model, loss = fresh(), StepLoss(mode)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             loss.check(model, fixed[0][:3], None)
-        r = _timed(_plain_step(model, device, amp, None, loss), fixed, device, n_warm,
+        r = _timed(plain_step(model, device, amp, None, loss), fixed, device, n_warm,
                    n_steps)
         results[f"5 compiled ceiling ({mode})"] = r | {"compile_s": loss.compile_s,
                                                        "fallback": loss.fallback}
@@ -175,7 +154,7 @@ def _profile(ds, device, big: int, path: str) -> None:
     model = RATransformer(ModelConfig(channels=len(ds.channels))).to(device)
     res = ds.to_device(device, dtype=torch.bfloat16 if cuda else torch.float32,
                        batch_size=big, shuffle=False, drop_last=True)
-    step = _plain_step(model, device, torch.bfloat16 if cuda else None, None)
+    step = plain_step(model, device, torch.bfloat16 if cuda else None, None)
     batch = next(iter(res))
     for _ in range(3):
         step(batch)

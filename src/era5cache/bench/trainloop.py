@@ -30,40 +30,26 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from .common import cycle
+from .plainstep import plain_step
 
 TINY = {"d_model": 64, "num_heads": 4, "num_layers": 1, "dim_feedforward": 128,
         "recursion_depth": 2, "sh_degree": 2}
 
 
 class BareLoop:
-    """The training step without a framework, on its own copy of ``model``."""
+    """The training step without a framework (:func:`.plainstep.plain_step` with clipping
+    and the moving average), on its own copy of ``model``."""
 
     def __init__(self, model, loss_weight, batches, clip: float = 1.0, decay: float = 0.999,
                  amp: torch.dtype | None = None):
-        from ..train.module import fused_adamw
-
         self.model = copy.deepcopy(model).train()
-        self.params = list(self.model.parameters())
-        device = self.params[0].device
-        self.opt = torch.optim.AdamW(self.params, lr=1e-3, weight_decay=0.01,
-                                     fused=fused_adamw(device))
-        self.average = [p.detach().clone() for p in self.params]
-        self.loss_weight, self.clip, self.decay, self.amp = loss_weight, clip, decay, amp
-        self.device = device
+        self.device = next(self.model.parameters()).device
+        self._step = plain_step(self.model, self.device, amp, weight=loss_weight, clip=clip,
+                                ema_decay=decay)
         self.batches = cycle(batches)
 
     def step(self) -> None:
-        from ..train.model import masked_mse
-
-        x, y, mask = next(self.batches)[:3]
-        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            loss = masked_mse(self.model(x), y, mask, self.loss_weight)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, self.clip)
-        self.opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(self.average, self.params, 1 - self.decay)
+        self._step(next(self.batches))
 
     def timed(self, n: int) -> list[float]:
         """Seconds of each of ``n`` steps, each from the previous one's end."""
