@@ -146,7 +146,9 @@ def _paths(ds, device, big: int, n_warm: int, n_steps: int, modes: list[str]) ->
 
 def _profile(ds, device, big: int, path: str) -> None:
     """Writes to ``path`` the operators of 5 eager steps of path 4 (one fixed batch), by
-    device time: where the step's time goes."""
+    device time: where the step's time goes; then the same by operator and input shapes
+    (a matrix product of awkward shape, e.g. an inner size that is not a multiple of 8,
+    shows there)."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
@@ -159,13 +161,17 @@ def _profile(ds, device, big: int, path: str) -> None:
     for _ in range(3):
         step(batch)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=True) as prof:
         for _ in range(5):
             step(batch)
         if cuda:
             torch.cuda.synchronize()
     key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
-    Path(path).write_text(prof.key_averages().table(sort_by=key, row_limit=40) + "\n")
+    by_op = prof.key_averages().table(sort_by=key, row_limit=40)
+    by_shape = prof.key_averages(group_by_input_shape=True).table(sort_by=key, row_limit=40,
+                                                                   max_name_column_width=40)
+    Path(path).write_text(f"5 steps, batch {big}: by operator\n{by_op}\n"
+                          f"by operator and input shapes\n{by_shape}\n")
 
 
 def _rows(results: dict, flops: float, peak: float | None) -> list[tuple]:
