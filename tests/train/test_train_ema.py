@@ -68,3 +68,4 @@ def test_running_loss_means_equal_weighted_means(steps, every):
         want = (loss[part] * n[part]).sum() / n[part].sum()
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-30)
     assert float(run.epoch()) == 0.0  # epoch() reset both sums
+    assert RunningLoss().epoch() == 0.0 == RunningLoss().window()  # no step at all

@@ -33,19 +33,20 @@ class RunningLoss:
         self._samples[0] += samples
         self._samples[1] += samples
 
-    def _mean(self, i: int) -> torch.Tensor:
-        if self._sums is None:
-            return torch.zeros(())
+    def _mean(self, i: int) -> torch.Tensor | float:
+        if self._sums is None:  # no step yet: no device known; Lightning logs a float anywhere
+            return 0.0
         mean = self._sums[i] / max(self._samples[i], 1)
         self._sums[i].zero_()
         self._samples[i] = 0
         return mean
 
-    def window(self) -> torch.Tensor:
-        """The mean since the last ``window()`` (a scalar tensor; 0 if no step)."""
+    def window(self) -> torch.Tensor | float:
+        """The mean since the last ``window()`` (a scalar tensor on the loss's device; 0.0
+        before the first ``add``)."""
         return self._mean(0)
 
-    def epoch(self) -> torch.Tensor:
+    def epoch(self) -> torch.Tensor | float:
         """The mean since the last ``epoch()``; resets the window too."""
         mean = self._mean(1)
         self._mean(0)
