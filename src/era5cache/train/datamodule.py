@@ -184,6 +184,12 @@ class ERA5DataModule(L.LightningDataModule):
     def train_dataloader(self):
         return self._iterable("train", True)
 
+    def val_dataloader(self):
+        return self._iterable("val", False)
+
+    def test_dataloader(self):
+        return self._iterable("test", False)
+
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         """A resident batch as it is (its tensors are on ``device`` already; Lightning's
         default walks the batch and calls ``.to`` on each tensor every step); a loader's
@@ -192,10 +198,3 @@ class ERA5DataModule(L.LightningDataModule):
                 t.device == device for t in batch):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
-    def val_dataloader(self):
-        return self._iterable("val", False)
-
-    def test_dataloader(self):
-        return self._iterable("test", False)
-
