@@ -31,9 +31,10 @@ if [ "$WHAT" != tests ]; then
 [ -f /tmp/gpucache/manifest.json ] || timeout 150 $PY -m era5cache.cli bench synthetic-cache --out /tmp/gpucache \
   --cache-steps "${CACHE_STEPS:-20000}" | tee "$OUT/bench.txt"
 # 2. The training benchmark: feeding paths, eager and compiled ceilings, the era5cache
-#    train loop sustained over 300 steps, the loop's overhead; a profile of the eager step.
+#    train loop sustained over 300 steps, the loop's overhead; a profile of the eager step
+#    and the eager step with one part taken out at a time (--ablate).
 timeout "${BENCH_TIMEOUT:-420}" $PY -m era5cache.cli bench train --data /tmp/gpucache \
-  --json "$OUT/train.json" --profile "$OUT/profile.txt" ${BENCH_ARGS:-} 2>&1 \
+  --json "$OUT/train.json" --profile "$OUT/profile.txt" --ablate ${BENCH_ARGS:-} 2>&1 \
   | grep --line-buffered -v -i "warn\|Epoch \|Validation" | tee -a "$OUT/bench.txt"
 fi
 [ "$WHAT" = bench ] && exit 0

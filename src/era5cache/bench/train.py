@@ -19,7 +19,9 @@ In one run, same cache, same RATransformer (default hyperparameters):
 Per path: samples/s, MFU (CUDA), median and p95 step time, the share of time between steps,
 GPU utilisation and memory. A plain step here is forward, NaN-masked loss, backward, fused
 AdamW (:mod:`.plainstep`). Then the ``era5cache train`` loop's overhead per step over a bare
-loop on a tiny model (:mod:`.trainloop`): ``overhead_ms_per_step`` in the JSON.
+loop on a tiny model (:mod:`.trainloop`): ``overhead_ms_per_step`` in the JSON. With
+``--ablate``, the eager step with one part of the model or step taken out at a time
+(:mod:`.ablation`), and with ``--profile F`` its operators by device time in ``F``.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from .loader import _PerSample
 from .plainstep import plain_step
 
 
-def _timed(step, batches, device, n_warm: int, n_steps: int) -> dict:
+def timed_steps(step, batches, device, n_warm: int, n_steps: int) -> dict:
     """:func:`step_figures` of ``n_steps`` steps after ``n_warm``; the fetch of the next
     batch counts as the gap before a step. Adds peak GPU memory (GB)."""
     it = cycle(batches)
@@ -114,7 +116,7 @@ def _paths(ds, device, big: int, n_warm: int, n_steps: int, modes: list[str]) ->
         return RATransformer(cfg).to(device)
 
     dl = DataLoader(_PerSample(ds), batch_size=50, shuffle=True)
-    results["1 original: fp32, batch 50, per-sample loader, main process"] = _timed(
+    results["1 original: fp32, batch 50, per-sample loader, main process"] = timed_steps(
         plain_step(fresh(), device, None, None), dl, device, n_warm, n_steps)
     workers = min(8, os.cpu_count() or 1)
     dl = DataLoader(_PerSample(ds), batch_size=150, shuffle=True, num_workers=workers,
@@ -122,22 +124,22 @@ def _paths(ds, device, big: int, n_warm: int, n_steps: int, modes: list[str]) ->
     amp = torch.float16 if cuda else None  # CPU autocast (bf16) is ~10x slower than fp32 here
     scaler = torch.amp.GradScaler("cuda") if cuda else None
     results[f"2 quick fixes: {'16-mixed' if cuda else 'fp32 (CPU)'}, batch 150, "
-            f"{workers} workers, pin_memory"] = _timed(
+            f"{workers} workers, pin_memory"] = timed_steps(
         plain_step(fresh(), device, amp, scaler), dl, device, n_warm, n_steps)
     del dl
     dtype = torch.bfloat16 if cuda else torch.float32
     res = ds.to_device(device, dtype=dtype, batch_size=big, shuffle=True, drop_last=True)
     amp = torch.bfloat16 if cuda else None
-    results[f"3 resident, {'bf16' if cuda else 'fp32'}, batch {big}"] = _timed(
+    results[f"3 resident, {'bf16' if cuda else 'fp32'}, batch {big}"] = timed_steps(
         plain_step(fresh(), device, amp, None), res, device, n_warm, n_steps)
     fixed = [next(iter(res))]
-    results[f"4 eager ceiling: one fixed batch of {big}"] = _timed(
+    results[f"4 eager ceiling: one fixed batch of {big}"] = timed_steps(
         plain_step(fresh(), device, amp, None), fixed, device, n_warm, n_steps)
     for mode in modes:
         model, loss = fresh(), StepLoss(mode)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             loss.check(model, fixed[0][:3], None)
-        r = _timed(plain_step(model, device, amp, None, loss), fixed, device, n_warm,
+        r = timed_steps(plain_step(model, device, amp, None, loss), fixed, device, n_warm,
                    n_steps)
         results[f"5 compiled ceiling ({mode})"] = r | {"compile_s": loss.compile_s,
                                                        "fallback": loss.fallback}
@@ -172,6 +174,22 @@ def _profile(ds, device, big: int, path: str) -> None:
                                                                    max_name_column_width=40)
     Path(path).write_text(f"5 steps, batch {big}: by operator\n{by_op}\n"
                           f"by operator and input shapes\n{by_shape}\n")
+
+
+def _ablate(ds, device, big: int, n_warm: int, n_steps: int) -> list[dict]:
+    """:func:`.ablation.ablation` on path 4's fixed batch, printed as a table."""
+    from .ablation import ablation
+
+    cuda = device.type == "cuda"
+    res = ds.to_device(device, dtype=torch.bfloat16 if cuda else torch.float32,
+                       batch_size=big, shuffle=False, drop_last=True)
+    rows = ablation(next(iter(res)), ModelConfig(channels=len(ds.channels)), device,
+                    torch.bfloat16 if cuda else None, timed_steps, n_warm, n_steps)
+    print(f"the eager step (one fixed batch of {big}) with one part taken out, medians of "
+          "alternated rounds")
+    print(table([(r["name"], f"{r['step_ms']:.1f}", f"{r['delta_ms']:+.1f}") for r in rows],
+                ("variant", "step ms", "vs full step")))
+    return rows
 
 
 def _rows(results: dict, flops: float, peak: float | None) -> list[tuple]:
@@ -221,7 +239,11 @@ def main(args) -> int:
           f"{loop['batch_size']}): {loop['command_ms_per_step']:.1f} ms a step against a bare "
           f"loop's {loop['bare_ms_per_step']:.1f} ms: {loop['overhead_ms_per_step']:.1f} ms "
           "(target <= 1)")
-    write_json(args.json, _record(results, dev, n_steps, flops, peak, loop))
+    record = _record(results, dev, n_steps, flops, peak, loop)
+    write_json(args.json, record)  # before the optional parts: a timeout keeps the main ones
+    if args.ablate:
+        record["ablation"] = _ablate(ds, device, big, n_warm, n_steps)
+        write_json(args.json, record)
     if args.profile:
         _profile(ds, device, big, args.profile)
     return 0 if all(np.isfinite(r.get("samples_per_s", np.nan)) for r in results.values()) \

@@ -42,6 +42,9 @@ def add(sub) -> None:
                         "CUDA, 3 x --steps on a CPU)")
     b.add_argument("--profile", default=None,
                    help="train: write the operators of 5 eager ceiling steps to this file")
+    b.add_argument("--ablate", action="store_true",
+                   help="train: time the eager step with one part of the model or step taken "
+                        "out at a time (bench/ablation.py)")
     b.add_argument("--compile-modes", default=None,
                    help="train: torch.compile modes of the compiled ceiling, comma-separated "
                         "(default on CUDA: default,reduce-overhead; on a CPU: none)")
