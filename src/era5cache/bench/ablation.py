@@ -1,8 +1,8 @@
 """``bench train --ablate``: the eager training step with one part taken out at a time.
 
 For the gap between this project's eager step and an independent implementation of the same
-model (``../shared/DESIGN.md`` section 1: 1.5x faster on an H200 at batch 4096), and for
-what the step's time is made of: each variant is path 4 of ``bench train`` (one fixed
+model (1.5x faster on an H200 at batch 4096, issue 24), and for what the step's time is
+made of (the model: ``docs/contracts.md`` section 8): each variant is path 4 of ``bench train`` (one fixed
 batch, bf16 autocast on CUDA, fp32 on a CPU) with one thing changed, a fresh model each,
 timed in ``rounds`` alternated rounds (this machine's speed drifts between minutes); the
 median step and its difference from the full step's are that part's cost. Variants change
