@@ -2,13 +2,13 @@
 
 For the gap between this project's eager step and an independent implementation of the same
 model (1.5x faster on an H200 at batch 4096, issue 24), and for what the step's time is
-made of (the model: ``docs/contracts.md`` section 8): each variant is path 4 of ``bench train`` (one fixed
-batch, bf16 autocast on CUDA, fp32 on a CPU) with one thing changed, a fresh model each,
-timed in ``rounds`` alternated rounds (this machine's speed drifts between minutes); the
-median step and its difference from the full step's are that part's cost. Variants change
-the model's configuration (dropout, recursion depth, the spherical-harmonic degree, the
-residual output), the loss (no NaN mask) or the step (forward and backward only: the rest
-is the optimizer's).
+made of (the model: ``docs/contracts.md`` section 8): each variant is path 4 of ``bench
+train`` (one fixed batch, bf16 autocast on CUDA, fp32 on a CPU) with one thing changed, a
+fresh model each, timed in ``rounds`` alternated rounds (this machine's speed drifts between
+minutes); the median step and its difference from the full step's are that part's cost.
+Variants change the model's configuration (dropout, recursion depth, the spherical-harmonic
+degree, the residual output), the loss (no NaN mask) or the step (forward and backward
+only: the rest is the optimizer's).
 """
 
 from __future__ import annotations
@@ -48,20 +48,28 @@ def _forward_backward(model, amp):
     return step
 
 
+def variant_steps(cfg: ModelConfig, device: torch.device, amp: torch.dtype | None
+                  ) -> list[tuple[torch.nn.Module, object]]:
+    """(model, step function of a batch) of each of :data:`VARIANTS`, a fresh model each
+    (seed 0) on ``device``."""
+    out = []
+    for _, change, kind in VARIANTS:
+        torch.manual_seed(0)
+        model = RATransformer(dataclasses.replace(cfg, **change)).to(device)
+        if kind == "no optimizer":
+            out.append((model, _forward_backward(model, amp)))
+        else:
+            out.append((model, plain_step(model, device, amp,
+                                          loss_fn=_unmasked if kind == "no mask" else None)))
+    return out
+
+
 def ablation(batch: tuple, cfg: ModelConfig, device: torch.device, amp: torch.dtype | None,
              timed, n_warm: int, n_steps: int, rounds: int = 2) -> list[dict]:
     """One row per variant: ``name``, ``step_ms`` (median over rounds of the rounds' median
     step) and ``delta_ms`` (against the full step). ``timed(step, batches, device, n_warm,
     n_steps)`` times a step function (``bench train``'s own timer)."""
-    steps = []
-    for _, change, kind in VARIANTS:
-        torch.manual_seed(0)
-        model = RATransformer(dataclasses.replace(cfg, **change)).to(device)
-        if kind == "no optimizer":
-            steps.append(_forward_backward(model, amp))
-        else:
-            steps.append(plain_step(model, device, amp,
-                                    loss_fn=_unmasked if kind == "no mask" else None))
+    steps = [step for _, step in variant_steps(cfg, device, amp)]
     ms = np.full((rounds, len(VARIANTS)), np.nan)
     for r in range(rounds):
         for i, step in enumerate(steps):
