@@ -65,15 +65,17 @@ def variant_steps(cfg: ModelConfig, device: torch.device, amp: torch.dtype | Non
 
 
 def ablation(batch: tuple, cfg: ModelConfig, device: torch.device, amp: torch.dtype | None,
-             timed, n_warm: int, n_steps: int, rounds: int = 2) -> list[dict]:
+             timed, n_warm: int, n_steps: int, rounds: int = 3) -> list[dict]:
     """One row per variant: ``name``, ``step_ms`` (median over rounds of the rounds' median
     step) and ``delta_ms`` (against the full step). ``timed(step, batches, device, n_warm,
-    n_steps)`` times a step function (``bench train``'s own timer)."""
+    n_steps)`` times a step function (``bench train``'s own timer). Each round starts one
+    variant later than the last, so that a drift of the machine's speed (or the first
+    round's fresh memory) does not follow the variants' order."""
     steps = [step for _, step in variant_steps(cfg, device, amp)]
     ms = np.full((rounds, len(VARIANTS)), np.nan)
     for r in range(rounds):
-        for i, step in enumerate(steps):
-            ms[r, i] = timed(step, [batch], device, n_warm, n_steps)["step_ms_median"]
+        for i in np.roll(np.arange(len(steps)), -r):
+            ms[r, i] = timed(steps[i], [batch], device, n_warm, n_steps)["step_ms_median"]
     med = np.median(ms, axis=0)
     return [{"name": name, "step_ms": float(m), "delta_ms": float(m - med[0])}
             for (name, _, _), m in zip(VARIANTS, med, strict=True)]
