@@ -149,7 +149,7 @@ def _paths(ds, device, big: int, n_warm: int, n_steps: int, modes: list[str]) ->
 def _profile(ds, device, big: int, path: str) -> None:
     """Writes to ``path`` the operators of 5 eager steps of path 4 (one fixed batch), by
     device time: where the step's time goes; then the same by operator and input shapes
-    (a matrix product of awkward shape, e.g. an inner size that is not a multiple of 8,
+    (a matrix product of awkward shape, e.g. a size that is not a multiple of 8,
     shows there)."""
     from torch.profiler import ProfilerActivity, profile
 
