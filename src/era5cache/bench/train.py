@@ -140,7 +140,7 @@ def _paths(ds, device, big: int, n_warm: int, n_steps: int, modes: list[str]) ->
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             loss.check(model, fixed[0][:3], None)
         r = timed_steps(plain_step(model, device, amp, None, loss), fixed, device, n_warm,
-                   n_steps)
+                        n_steps)
         results[f"5 compiled ceiling ({mode})"] = r | {"compile_s": loss.compile_s,
                                                        "fallback": loss.fallback}
     return dict(results)
