@@ -74,12 +74,14 @@ class Interleaved(Callback):
     ``command`` and ``bare`` hold blocks of step seconds; a command step is timed from the
     previous step's end (or the bare block's end) to the end of this callback's
     ``on_train_batch_end`` (the last callback: the EMA and the others ran before it).
+    ``pairs`` holds each bare block with the command block that ran just before it.
     """
 
     def __init__(self, make_bare, block: int, blocks: int):
         self.make_bare, self.block, self.blocks = make_bare, block, blocks
         self.command: list[list[float]] = [[]]
         self.bare: list[list[float]] = []
+        self.pairs: list[tuple[list[float], list[float]]] = []
         self._bare: BareLoop | None = None
         self._last = 0.0
 
@@ -95,6 +97,7 @@ class Interleaved(Callback):
             if self._bare is None:
                 self._bare = self.make_bare(pl_module)
             self.bare.append(self._bare.timed(self.block))
+            self.pairs.append((self.command[-1], self.bare[-1]))
             self.command.append([])
             if len(self.bare) >= self.blocks:
                 trainer.should_stop = True
@@ -108,11 +111,28 @@ def _interior_ms(blocks: list[list[float]], skip_blocks: int) -> np.ndarray:
     return np.concatenate(full) * 1e3 if full else np.array([np.nan])
 
 
+def overhead_interval_ms(pairs: list[tuple[list[float], list[float]]], draws: int = 1000,
+                 seed: int = 0) -> list[float]:
+    """The 2.5 and 97.5 percentiles of the overhead (median command step minus median bare
+    step, each block without its first step) over ``draws`` resamplings of the block pairs
+    with replacement: how far this machine's drift moves the figure."""
+    rng = np.random.default_rng(seed)
+    inner = [(np.asarray(c[1:]), np.asarray(b[1:])) for c, b in pairs]
+    out = []
+    for _ in range(draws):
+        pick = rng.integers(0, len(inner), len(inner))
+        c = np.concatenate([inner[i][0] for i in pick])
+        b = np.concatenate([inner[i][1] for i in pick])
+        out.append(np.median(c) - np.median(b))
+    return [float(v) * 1e3 for v in np.percentile(out, [2.5, 97.5])]
+
+
 def overhead(data: str, steps: int = 200, warm: int = 20, batch_size: int = 8,
              block: int = 10) -> dict:
     """The command's loop and the bare loop on ``data`` (a cache), interleaved: median ms a
-    step of each over ``steps`` steps after ``warm``, and their difference
-    (``overhead_ms_per_step``)."""
+    step of each over ``steps`` steps after ``warm``, their difference
+    (``overhead_ms_per_step``) and its 95% interval over resampled block pairs
+    (``overhead_ms_interval``)."""
     from ..config.trainer import TrainConfig
     from ..train.run import build
 
@@ -137,4 +157,5 @@ def overhead(data: str, steps: int = 200, warm: int = 20, batch_size: int = 8,
     return {"command_ms_per_step": float(np.median(command)),
             "bare_ms_per_step": float(np.median(bare)),
             "overhead_ms_per_step": float(np.median(command) - np.median(bare)),
+            "overhead_ms_interval": overhead_interval_ms(clock.pairs[skip:]),
             "steps": int(bare.size), "block": block, "batch_size": batch_size, "model": TINY}
