@@ -146,7 +146,17 @@ def _paths(ds, device, big: int, n_warm: int, n_steps: int, modes: list[str]) ->
     return dict(results)
 
 
-def _profile(ds, device, big: int, path: str) -> None:
+def _fixed_batch(ds, device, big: int) -> tuple:
+    """The first ``big`` windows of the split resident on ``device`` (bf16 on CUDA, fp32 on
+    a CPU), unshuffled: path 4's kind of batch, gathered once for the optional parts (the
+    split is freed with its loader)."""
+    cuda = device.type == "cuda"
+    res = ds.to_device(device, dtype=torch.bfloat16 if cuda else torch.float32,
+                       batch_size=big, shuffle=False, drop_last=True)
+    return next(iter(res))
+
+
+def _profile(batch: tuple, cfg: ModelConfig, device, path: str) -> None:
     """Writes to ``path`` the operators of 5 eager steps of path 4 (one fixed batch), by
     device time: where the step's time goes; then the same by operator and input shapes
     (a matrix product of awkward shape, e.g. a size that is not a multiple of 8,
@@ -155,11 +165,8 @@ def _profile(ds, device, big: int, path: str) -> None:
 
     cuda = device.type == "cuda"
     torch.manual_seed(0)
-    model = RATransformer(ModelConfig(channels=len(ds.channels))).to(device)
-    res = ds.to_device(device, dtype=torch.bfloat16 if cuda else torch.float32,
-                       batch_size=big, shuffle=False, drop_last=True)
-    step = plain_step(model, device, torch.bfloat16 if cuda else None, None)
-    batch = next(iter(res))
+    step = plain_step(RATransformer(cfg).to(device), device,
+                      torch.bfloat16 if cuda else None, None)
     for _ in range(3):
         step(batch)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -172,21 +179,18 @@ def _profile(ds, device, big: int, path: str) -> None:
     by_op = prof.key_averages().table(sort_by=key, row_limit=40)
     by_shape = prof.key_averages(group_by_input_shape=True).table(sort_by=key, row_limit=40,
                                                                    max_name_column_width=40)
-    Path(path).write_text(f"5 steps, batch {big}: by operator\n{by_op}\n"
+    Path(path).write_text(f"5 steps, batch {batch[0].shape[0]}: by operator\n{by_op}\n"
                           f"by operator and input shapes\n{by_shape}\n")
 
 
-def _ablate(ds, device, big: int, n_warm: int, n_steps: int) -> list[dict]:
+def _ablate(batch: tuple, cfg: ModelConfig, device, n_warm: int, n_steps: int) -> list[dict]:
     """:func:`.ablation.ablation` on path 4's fixed batch, printed as a table."""
     from .ablation import ablation
 
-    cuda = device.type == "cuda"
-    res = ds.to_device(device, dtype=torch.bfloat16 if cuda else torch.float32,
-                       batch_size=big, shuffle=False, drop_last=True)
-    rows = ablation(next(iter(res)), ModelConfig(channels=len(ds.channels)), device,
-                    torch.bfloat16 if cuda else None, timed_steps, n_warm, n_steps)
-    print(f"the eager step (one fixed batch of {big}) with one part taken out, medians of "
-          "alternated rounds")
+    amp = torch.bfloat16 if device.type == "cuda" else None
+    rows = ablation(batch, cfg, device, amp, timed_steps, n_warm, n_steps)
+    print(f"the eager step (one fixed batch of {batch[0].shape[0]}) with one part taken out, "
+          "medians of alternated rounds")
     print(table([(r["name"], f"{r['step_ms']:.1f}", f"{r['delta_ms']:+.1f}") for r in rows],
                 ("variant", "step ms", "vs full step")))
     return rows
@@ -242,11 +246,13 @@ def main(args) -> int:
           f"(95% of resampled block pairs: {lo:.1f} to {hi:.1f} ms; target <= 1)")
     record = _record(results, dev, n_steps, flops, peak, loop)
     write_json(args.json, record)  # before the optional parts: a timeout keeps the main ones
+    if args.ablate or args.profile:
+        batch, cfg = _fixed_batch(ds, device, big), model.cfg
     if args.ablate:
-        record["ablation"] = _ablate(ds, device, big, n_warm, n_steps)
+        record["ablation"] = _ablate(batch, cfg, device, n_warm, n_steps)
         write_json(args.json, record)
     if args.profile:
-        _profile(ds, device, big, args.profile)
+        _profile(batch, cfg, device, args.profile)
     return 0 if all(np.isfinite(r.get("samples_per_s", np.nan)) for r in results.values()) \
         else 1
 
